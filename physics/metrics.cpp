@@ -1,0 +1,191 @@
+#include "physics/metrics.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace bf {
+
+void LogWeightSums::rescale_to(double new_max) {
+  if (n == 0 || max == -std::numeric_limits<double>::infinity()) {
+    max = new_max;
+    return;
+  }
+  const double f = std::exp(max - new_max);
+  s1 *= f;
+  s2 *= f * f;
+  max = new_max;
+}
+
+LogWeightSums log_weight_sums(const Kokkos::View<const double*, MemSpace>& log_w) {
+  LogWeightSums s;
+  s.n = static_cast<std::int64_t>(log_w.extent(0));
+  if (s.n == 0) return s;
+  double mx = 0;
+  Kokkos::parallel_reduce(
+      "bf::metrics_max", Policy(0, s.n),
+      KOKKOS_LAMBDA(const std::int64_t i, double& m) { m = log_w(i) > m ? log_w(i) : m; },
+      Kokkos::Max<double>(mx));
+  double s1 = 0, s2 = 0, sl = 0;
+  Kokkos::parallel_reduce(
+      "bf::metrics_s1", Policy(0, s.n),
+      KOKKOS_LAMBDA(const std::int64_t i, double& a) { a += kmath::exp(log_w(i) - mx); }, s1);
+  Kokkos::parallel_reduce(
+      "bf::metrics_s2", Policy(0, s.n),
+      KOKKOS_LAMBDA(const std::int64_t i, double& a) { a += kmath::exp(2.0 * (log_w(i) - mx)); }, s2);
+  Kokkos::parallel_reduce(
+      "bf::metrics_sumlog", Policy(0, s.n), KOKKOS_LAMBDA(const std::int64_t i, double& a) { a += log_w(i); }, sl);
+  s.max = mx;
+  s.s1 = s1;
+  s.s2 = s2;
+  s.sum_log = sl;
+  return s;
+}
+
+LogWeightSums merge(const LogWeightSums& a, const LogWeightSums& b) {
+  if (a.n == 0) return b;
+  if (b.n == 0) return a;
+  LogWeightSums x = a, y = b;
+  const double m = std::fmax(a.max, b.max);
+  x.rescale_to(m);
+  y.rescale_to(m);
+  LogWeightSums r;
+  r.n = a.n + b.n;
+  r.max = m;
+  r.s1 = x.s1 + y.s1;
+  r.s2 = x.s2 + y.s2;
+  r.sum_log = a.sum_log + b.sum_log;
+  return r;
+}
+
+ImportanceSummary summarize(const LogWeightSums& s) {
+  ImportanceSummary r;
+  r.n = s.n;
+  if (s.n == 0) {
+    r.kl = r.ess = r.log_mean_w = r.log_mean_w_stderr = std::numeric_limits<double>::quiet_NaN();
+    return r;
+  }
+  const double n = static_cast<double>(s.n);
+  r.kl = 0.0 - s.sum_log / n;  // (0.0 - x turns -0 into 0)
+  r.ess = (s.s1 * s.s1) / (n * s.s2);  // (Σw/n)² / (Σw²/n); the max cancels
+  r.log_mean_w = s.max + std::log(s.s1 / n);
+  r.log_mean_w_stderr = std::sqrt(std::fmax(0.0, 1.0 / r.ess - 1.0) / n);
+  return r;
+}
+
+ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x) {
+  const ModeSet& ms = target.modes();
+  const int n_modes = static_cast<int>(ms.means.size());
+  const int d = target.dim();
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  ModeSums r;
+  r.min_dist2.assign(n_modes, std::numeric_limits<double>::infinity());
+  r.count.assign(n_modes, 0);
+  if (n == 0) return r;
+  Vector<int> mode("mode_of_sample", n);
+  target.assign_modes(x, mode);
+  for (int k = 0; k < n_modes; ++k) {
+    const Vector<double> m = to_device(ms.means[k], "mode_mean");
+    double dmin = 0;
+    Kokkos::parallel_reduce(
+        "bf::metrics_mode_dist", Policy(0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, double& acc) {
+          const double* xi = row(x, i);
+          double d2 = 0.0;
+          for (int j = 0; j < d; ++j) {
+            const double t = xi[j] - m(j);
+            d2 += t * t;
+          }
+          acc = d2 < acc ? d2 : acc;
+        },
+        Kokkos::Min<double>(dmin));
+    std::int64_t c = 0;
+    Kokkos::parallel_reduce(
+        "bf::metrics_mode_count", Policy(0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) { acc += mode(i) == k ? 1 : 0; }, c);
+    r.min_dist2[k] = dmin;
+    r.count[k] = c;
+  }
+  return r;
+}
+
+ModeSums merge(const ModeSums& a, const ModeSums& b) {
+  if (a.count.size() != b.count.size()) throw std::logic_error("merge: mode counts differ");
+  ModeSums r = a;
+  for (std::size_t k = 0; k < a.count.size(); ++k) {
+    r.min_dist2[k] = std::fmin(a.min_dist2[k], b.min_dist2[k]);
+    r.count[k] = a.count[k] + b.count[k];
+  }
+  return r;
+}
+
+MetricSums merge(const MetricSums& a, const MetricSums& b) {
+  MetricSums r;
+  r.reverse = merge(a.reverse, b.reverse);
+  r.has_forward = a.has_forward && b.has_forward;
+  r.forward = merge(a.forward, b.forward);
+  r.modes = merge(a.modes, b.modes);
+  return r;
+}
+
+MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
+                       const Kokkos::View<const double*, MemSpace>& log_q) {
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  if (static_cast<std::int64_t>(log_q.extent(0)) != n) throw std::logic_error("metric_sums: size mismatch");
+  Vector<double> lw("log_w", n);
+  target.energy(x, lw);
+  Kokkos::parallel_for(
+      "bf::metrics_log_w", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { lw(i) = -lw(i) - log_q(i); });
+  MetricSums s;
+  s.reverse = log_weight_sums(lw);
+  s.modes = mode_sums(target, x);
+  return s;
+}
+
+void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& y,
+                      const Kokkos::View<const double*, MemSpace>& log_q_at_y) {
+  const std::int64_t n = static_cast<std::int64_t>(y.extent(0));
+  if (static_cast<std::int64_t>(log_q_at_y.extent(0)) != n) throw std::logic_error("add_forward_sums: size mismatch");
+  Vector<double> lv("log_v", n);
+  target.energy(y, lv);
+  Kokkos::parallel_for(
+      "bf::metrics_log_v", Policy(0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) { lv(i) = log_q_at_y(i) + lv(i); });
+  sums.has_forward = true;
+  sums.forward = log_weight_sums(lv);
+}
+
+Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
+  Metrics m;
+  const ImportanceSummary rev = summarize(sums.reverse);
+  m.samples = rev.n;
+  m.reverse_kl = rev.kl;
+  m.reverse_ess = rev.ess;
+  m.log_z = rev.log_mean_w;
+  m.log_z_stderr = rev.log_mean_w_stderr;
+  if (sums.has_forward) {
+    const ImportanceSummary fwd = summarize(sums.forward);
+    m.has_forward = true;
+    m.forward_samples = fwd.n;
+    m.forward_kl = fwd.kl;
+    m.forward_ess = fwd.ess;
+  }
+  const std::size_t k = sums.modes.count.size();
+  double h = 0.0;
+  std::int64_t total = 0;
+  for (std::size_t c = 0; c < k; ++c) {
+    h = std::fmax(h, std::sqrt(sums.modes.min_dist2[c]));
+    total += sums.modes.count[c];
+  }
+  m.hausdorff = k ? h : std::numeric_limits<double>::quiet_NaN();
+  m.mode_weights = modes.weights;
+  m.mode_fractions.assign(k, 0.0);
+  double tv = 0.0;
+  for (std::size_t c = 0; c < k; ++c) {
+    m.mode_fractions[c] = total ? static_cast<double>(sums.modes.count[c]) / static_cast<double>(total) : 0.0;
+    tv += std::fabs(m.mode_fractions[c] - (c < modes.weights.size() ? modes.weights[c] : 0.0));
+  }
+  m.mode_coverage_tv = 0.5 * tv;
+  return m;
+}
+
+}  // namespace bf

@@ -1,0 +1,89 @@
+// Sampler metrics (PHYSICS.md §5; Máté Eqs. 14–18), in log space.
+//
+// On samples x_i ~ q with log q(x_i):  log w_i = −f(x_i) − log q(x_i)
+//   reverse KL (− log Z) = −mean(log w)
+//   reverse ESS          = (mean w)² / mean(w²)
+//   log Z                = log mean w,   stderr ≈ sqrt((1/ESS − 1)/n)   (delta method)
+// On exact target samples y_j ~ p with log q(y_j):  log v_j = log q(y_j) + f(y_j)
+//   forward KL (+ log Z) = −mean(log v),  forward ESS = (mean v)² / mean(v²)
+// Hausdorff = max over modes m of min_i |m − x_i|; mode coverage = fraction of
+// samples assigned to each mode, and its total-variation distance to the
+// modes' weights.
+//
+// Every figure is built from *sums* that merge exactly: the largest log weight
+// first, then sums of exp(log w − max) rescaled to the common max, minima of
+// squared distances, integer counts. A rank computes its sums; the runner
+// reduces them over ranks (max, then sums; min; integer sum), so the global
+// figure equals the single-process one on the same samples up to rounding of
+// the sums' order.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "physics/distribution.hpp"
+
+namespace bf {
+
+struct LogWeightSums {
+  std::int64_t n = 0;
+  double max = -std::numeric_limits<double>::infinity();  // max log w
+  double s1 = 0;                                           // Σ exp(log w − max)
+  double s2 = 0;                                           // Σ exp(2 (log w − max))
+  double sum_log = 0;                                      // Σ log w
+
+  /// Re-expresses s1, s2 relative to a larger maximum.
+  void rescale_to(double new_max);
+};
+
+/// Sums of a rank's log weights (Kokkos reductions on the device).
+LogWeightSums log_weight_sums(const Kokkos::View<const double*, MemSpace>& log_w);
+LogWeightSums merge(const LogWeightSums& a, const LogWeightSums& b);
+
+struct ImportanceSummary {
+  std::int64_t n = 0;
+  double kl = 0;            // −mean(log w)
+  double ess = 0;           // (mean w)² / mean(w²)
+  double log_mean_w = 0;    // log mean w
+  double log_mean_w_stderr = 0;
+};
+ImportanceSummary summarize(const LogWeightSums& s);
+
+struct ModeSums {
+  std::vector<double> min_dist2;       // per mode: min_i |m − x_i|²
+  std::vector<std::int64_t> count;     // per mode: samples assigned to it
+};
+/// Mode sums of a rank's samples x [n x D] under target's modes.
+ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x);
+ModeSums merge(const ModeSums& a, const ModeSums& b);
+
+/// Everything one rank contributes to a metric report.
+struct MetricSums {
+  LogWeightSums reverse;
+  bool has_forward = false;
+  LogWeightSums forward;
+  ModeSums modes;
+};
+MetricSums merge(const MetricSums& a, const MetricSums& b);
+
+/// Per-rank sums: x ~ q with log q; optionally exact target samples y with log q(y).
+MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
+                       const Kokkos::View<const double*, MemSpace>& log_q);
+void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& y,
+                      const Kokkos::View<const double*, MemSpace>& log_q_at_y);
+
+struct Metrics {
+  std::int64_t samples = 0;
+  double reverse_kl = 0, reverse_ess = 0, log_z = 0, log_z_stderr = 0;
+  bool has_forward = false;
+  std::int64_t forward_samples = 0;
+  double forward_kl = std::numeric_limits<double>::quiet_NaN();
+  double forward_ess = std::numeric_limits<double>::quiet_NaN();
+  double hausdorff = 0;
+  std::vector<double> mode_fractions, mode_weights;
+  double mode_coverage_tv = 0;
+};
+Metrics finalize(const MetricSums& sums, const ModeSet& modes);
+
+}  // namespace bf

@@ -1,0 +1,156 @@
+#include "physics/phi4.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace bf {
+namespace {
+
+// Real roots of u'(x) = 2μ₂ x + 4λ₄ (x − α)³ in increasing order.
+std::vector<double> critical_points(double mu2, double lambda4, double alpha) {
+  // y = x − α:  y³ + p y + q = 0 with p = μ₂/(2λ₄), q = μ₂ α/(2λ₄).
+  const double p = mu2 / (2.0 * lambda4), q = mu2 * alpha / (2.0 * lambda4);
+  std::vector<double> ys;
+  const double disc = 4.0 * p * p * p + 27.0 * q * q;
+  if (p < 0.0 && disc < 0.0) {
+    const double r = 2.0 * std::sqrt(-p / 3.0);
+    const double arg = std::clamp((3.0 * q / (2.0 * p)) * std::sqrt(-3.0 / p), -1.0, 1.0);
+    const double theta = std::acos(arg);
+    for (int k = 0; k < 3; ++k) ys.push_back(r * std::cos(theta / 3.0 - 2.0 * kPi * k / 3.0));
+  } else {  // one real root (Cardano)
+    const double sq = std::sqrt(std::max(0.0, q * q / 4.0 + p * p * p / 27.0));
+    ys.push_back(std::cbrt(-q / 2.0 + sq) + std::cbrt(-q / 2.0 - sq));
+  }
+  std::vector<double> xs;
+  for (double y : ys) {
+    double x = y + alpha;
+    for (int it = 0; it < 50; ++it) {  // Newton polish
+      const double d = x - alpha;
+      const double f = 2.0 * mu2 * x + 4.0 * lambda4 * d * d * d;
+      const double fp = 2.0 * mu2 + 12.0 * lambda4 * d * d;
+      if (fp == 0.0) break;
+      const double step = f / fp;
+      x -= step;
+      if (std::abs(step) < 1e-16 * (1.0 + std::abs(x))) break;
+    }
+    xs.push_back(x);
+  }
+  std::sort(xs.begin(), xs.end());
+  return xs;
+}
+
+}  // namespace
+
+Phi4::Phi4(const Phi4Params& p) : params_(p) {
+  if (p.shape.empty() || static_cast<int>(p.shape.size()) > Phi4Kernel::max_dims)
+    throw std::invalid_argument("phi4: lattice must have 1 to 4 dimensions");
+  kernel_.ndims = static_cast<int>(p.shape.size());
+  std::int64_t vol = 1;
+  for (int d = kernel_.ndims - 1; d >= 0; --d) {  // row-major: last direction fastest
+    if (p.shape[d] < 2) throw std::invalid_argument("phi4: every lattice extent must be at least 2");
+    kernel_.extent[d] = p.shape[d];
+    kernel_.stride[d] = vol;
+    vol *= p.shape[d];
+  }
+  kernel_.volume = vol;
+  if (p.preset == "phi4") {
+    kernel_.kappa = 1.0;
+    kernel_.mu2 = -p.m;
+    kernel_.lambda4 = p.lambda;
+    kernel_.alpha = p.alpha;
+  } else if (p.preset == "phi4-dw") {
+    if (kernel_.ndims != 1) throw std::invalid_argument("phi4-dw: the double well lives on a 1-d time lattice");
+    if (!(p.time_extent > 0)) throw std::invalid_argument("phi4-dw: time extent T must be positive");
+    const double dt = p.time_extent / static_cast<double>(vol);
+    kernel_.kappa = p.m / (2.0 * dt);
+    kernel_.mu2 = -dt * p.m / 2.0;
+    kernel_.lambda4 = dt * p.lambda / 4.0;
+    kernel_.alpha = 0.0;
+  } else if (p.preset == "phi4-general") {
+    kernel_.kappa = p.kappa;
+    kernel_.mu2 = p.mu2;
+    kernel_.lambda4 = p.lambda4;
+    kernel_.alpha = p.alpha;
+  } else {
+    throw std::invalid_argument("phi4: unknown preset '" + p.preset + "'");
+  }
+  if (!(kernel_.lambda4 > 0.0) || !std::isfinite(kernel_.lambda4))
+    throw std::invalid_argument("phi4: the quartic coupling must be positive (density not normalisable)");
+  if (!(kernel_.kappa >= 0.0) || !std::isfinite(kernel_.kappa) || !std::isfinite(kernel_.mu2) ||
+      !std::isfinite(kernel_.alpha))
+    throw std::invalid_argument("phi4: couplings must be finite and the hopping term non-negative");
+
+  // Modes from the critical points of u.
+  const double mu2 = kernel_.mu2, l4 = kernel_.lambda4, al = kernel_.alpha;
+  const std::vector<double> cp = critical_points(mu2, l4, al);
+  auto u = [&](double x) { const double y = x - al; return mu2 * x * x + l4 * y * y * y * y; };
+  if (cp.size() == 3) {
+    minima_ = {cp[0], cp[2]};
+    barrier_ = cp[1];
+  } else {
+    minima_ = {cp[0]};
+    barrier_ = std::numeric_limits<double>::quiet_NaN();
+  }
+  for (double a : minima_) modes_.means.push_back(std::vector<double>(static_cast<std::size_t>(vol), a));
+  if (minima_.size() == 2) {
+    // Máté Eq. 21: density of the mean field ∝ exp(−V u(φ̄)); integrate each side of the barrier.
+    const double v = static_cast<double>(vol);
+    const double umin = std::min(u(minima_[0]), u(minima_[1]));
+    // Range where V (u − umin) < 60 on both sides, found by stepping outwards.
+    double lo = minima_[0], hi = minima_[1];
+    const double span = std::max(1.0, minima_[1] - minima_[0]);
+    while (v * (u(lo) - umin) < 60.0) lo -= 0.01 * span;
+    while (v * (u(hi) - umin) < 60.0) hi += 0.01 * span;
+    const int n = 400000;
+    const double h = (hi - lo) / n;
+    double left = 0.0, right = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const double x = lo + (i + 0.5) * h;
+      const double w = std::exp(-v * (u(x) - umin));
+      (x < barrier_ ? left : right) += w;
+    }
+    modes_.weights = {left / (left + right), right / (left + right)};
+    modes_.weights_exact = false;
+    modes_.rule = "side of the barrier in the mean field (Eq. 21 weights)";
+  } else {
+    modes_.weights = {1.0};
+    modes_.weights_exact = true;
+    modes_.rule = "single well";
+  }
+}
+
+void Phi4::assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) const {
+  if (minima_.size() < 2) {
+    Kokkos::deep_copy(mode, 0);
+    return;
+  }
+  const double barrier = barrier_;
+  const std::int64_t d = kernel_.volume;
+  Kokkos::parallel_for(
+      "bf::phi4_assign_modes", Policy(0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t i) {
+        const double* xi = row(x, i);
+        double s = 0.0;
+        for (std::int64_t j = 0; j < d; ++j) s += xi[j];
+        mode(i) = s / static_cast<double>(d) < barrier ? 0 : 1;
+      });
+}
+
+std::string Phi4::description() const {
+  std::ostringstream os;
+  os << params_.preset << ": phi^4 on a periodic lattice, shape=";
+  for (std::size_t d = 0; d < params_.shape.size(); ++d) os << (d ? "x" : "") << params_.shape[d];
+  if (params_.preset == "phi4")
+    os << " (Mate Eq. 19) m=" << fmt_num(params_.m) << " lambda=" << fmt_num(params_.lambda)
+       << " alpha=" << fmt_num(params_.alpha);
+  else if (params_.preset == "phi4-dw")
+    os << " (double well, authors' code) m=" << fmt_num(params_.m) << " lambda=" << fmt_num(params_.lambda)
+       << " T=" << fmt_num(params_.time_extent);
+  os << "; general form kappa=" << fmt_num(kernel_.kappa) << " mu2=" << fmt_num(kernel_.mu2)
+     << " lambda4=" << fmt_num(kernel_.lambda4) << " alpha=" << fmt_num(kernel_.alpha) << "; minima";
+  for (double a : minima_) os << " " << fmt_num(a);
+  return os.str();
+}
+
+}  // namespace bf

@@ -1,0 +1,18 @@
+#include "src/commands.hpp"
+
+#include <iostream>
+
+namespace bf {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> cmds{
+      {"check", cmd_check, "score a sampler with a known answer (exact sampler or importance proposal)"},
+  };
+  return cmds;
+}
+
+void print_root(const Environment& env, const std::string& text) {
+  if (env.root()) std::cout << text << std::flush;
+}
+
+}  // namespace bf

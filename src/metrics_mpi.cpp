@@ -1,0 +1,97 @@
+#include "src/metrics_mpi.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+
+namespace bf {
+namespace {
+
+// Flat form of MetricSums for gathering.
+std::vector<double> pack(const MetricSums& s) {
+  const std::size_t k = s.modes.count.size();
+  std::vector<double> v{static_cast<double>(s.reverse.n), s.reverse.max, s.reverse.s1, s.reverse.s2,
+                        s.reverse.sum_log, s.has_forward ? 1.0 : 0.0, static_cast<double>(s.forward.n),
+                        s.forward.max, s.forward.s1, s.forward.s2, s.forward.sum_log, static_cast<double>(k)};
+  for (std::size_t c = 0; c < k; ++c) v.push_back(s.modes.min_dist2[c]);
+  for (std::size_t c = 0; c < k; ++c) v.push_back(static_cast<double>(s.modes.count[c]));
+  return v;
+}
+
+MetricSums unpack(const double* v) {
+  MetricSums s;
+  s.reverse = {static_cast<std::int64_t>(v[0]), v[1], v[2], v[3], v[4]};
+  s.has_forward = v[5] != 0.0;
+  s.forward = {static_cast<std::int64_t>(v[6]), v[7], v[8], v[9], v[10]};
+  const std::size_t k = static_cast<std::size_t>(v[11]);
+  for (std::size_t c = 0; c < k; ++c) s.modes.min_dist2.push_back(v[12 + c]);
+  for (std::size_t c = 0; c < k; ++c) s.modes.count.push_back(static_cast<std::int64_t>(v[12 + k + c]));
+  return s;
+}
+
+}  // namespace
+
+MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
+  MetricSums g = local;
+  // 1. the largest log weights
+  double mx[2] = {local.reverse.max, local.forward.max}, gmx[2];
+  MPI_Allreduce(mx, gmx, 2, MPI_DOUBLE, MPI_MAX, comm);
+  // 2. sums rescaled to them
+  LogWeightSums r = local.reverse, f = local.forward;
+  r.rescale_to(gmx[0]);
+  f.rescale_to(gmx[1]);
+  double sums[6] = {r.s1, r.s2, r.sum_log, f.s1, f.s2, f.sum_log}, gsums[6];
+  MPI_Allreduce(sums, gsums, 6, MPI_DOUBLE, MPI_SUM, comm);
+  const std::size_t k = local.modes.count.size();
+  std::vector<std::int64_t> counts{local.reverse.n, local.forward.n, local.has_forward ? 1 : 0};
+  counts.insert(counts.end(), local.modes.count.begin(), local.modes.count.end());
+  std::vector<std::int64_t> gcounts(counts.size());
+  MPI_Allreduce(counts.data(), gcounts.data(), static_cast<int>(counts.size()), MPI_INT64_T, MPI_SUM, comm);
+  // 3. minimum distances
+  std::vector<double> gmin(k);
+  MPI_Allreduce(local.modes.min_dist2.data(), gmin.data(), static_cast<int>(k), MPI_DOUBLE, MPI_MIN, comm);
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+
+  g.reverse = {gcounts[0], gmx[0], gsums[0], gsums[1], gsums[2]};
+  g.forward = {gcounts[1], gmx[1], gsums[3], gsums[4], gsums[5]};
+  g.has_forward = gcounts[2] == size;
+  g.modes.min_dist2 = gmin;
+  g.modes.count.assign(gcounts.begin() + 3, gcounts.end());
+  return g;
+}
+
+std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  const std::vector<double> mine = pack(local);
+  const int len = static_cast<int>(mine.size());
+  std::vector<double> all(rank == 0 ? static_cast<std::size_t>(len) * size : 0);
+  MPI_Gather(mine.data(), len, MPI_DOUBLE, all.data(), len, MPI_DOUBLE, 0, comm);
+  std::vector<MetricSums> out;
+  if (rank == 0)
+    for (int r = 0; r < size; ++r) out.push_back(unpack(all.data() + static_cast<std::size_t>(r) * len));
+  return out;
+}
+
+Json to_json(const Metrics& m) {
+  Json j = Json::object();
+  j["reverse_kl"] = m.reverse_kl;
+  j["reverse_ess"] = m.reverse_ess;
+  j["log_z"] = m.log_z;
+  j["log_z_stderr"] = m.log_z_stderr;
+  j["hausdorff"] = m.hausdorff;
+  j["mode_coverage_tv"] = m.mode_coverage_tv;
+  if (m.has_forward) {
+    j["forward_kl"] = m.forward_kl;
+    j["forward_ess"] = m.forward_ess;
+    j["forward_samples"] = static_cast<long long>(m.forward_samples);
+  }
+  j["mode_fractions"] = Json(m.mode_fractions);
+  j["mode_weights"] = Json(m.mode_weights);
+  j["samples"] = static_cast<long long>(m.samples);
+  return j;
+}
+
+}  // namespace bf

@@ -1,0 +1,79 @@
+// The boltzflow program end to end: exit codes, messages, JSON output, and
+// the same global metrics at 1 and 2 MPI ranks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "src/json.hpp"
+#include "tests/cli_helpers.hpp"
+
+using namespace bf;
+using bf::test::boltzflow;
+using bf::test::run;
+
+TEST(Cli, HelpAndVersion) {
+  auto r = run(boltzflow() + " --help");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("check"), std::string::npos);
+  r = run(boltzflow() + " check --help");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("--target.m"), std::string::npos) << "every key listed";
+  EXPECT_NE(r.output.find("[default: gmm4]"), std::string::npos) << "with its default";
+  r = run(boltzflow() + " --version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("Kokkos"), std::string::npos);
+}
+
+TEST(Cli, BadInputExitsWithTwoAndNamesTheProblem) {
+  struct Case {
+    std::string args, needle;
+  };
+  const Case cases[] = {
+      {"", "usage"},
+      {"frobnicate", "unknown command 'frobnicate'"},
+      {"check --target nope", "'nope' is not one of"},
+      {"check --samples -5", "--samples must be at least 1"},
+      {"check --samples many", "'many' is not an integer"},
+      {"check --target.mm 3", "did you mean '--target.m'"},
+      {"check --target phi4 --proposal exact", "has no exact sampler"},
+      {"check --proposal cauchy", "unknown base distribution 'cauchy'"},
+      {"check --target phi4 --target.lambda -1", "out of range"},
+      {"check --target gmm", "needs target.dim"},
+      {"check --config /nonexistent.ini", "cannot read config file '/nonexistent.ini'"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(boltzflow() + " " + c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
+TEST(Cli, CheckGivesTheSameGlobalMetricsOnOneAndTwoRanks) {
+  const std::string dir = test::temp_dir("check");
+  for (const std::string proposal : {"exact", "gauss"}) {
+    const std::string a = dir + "/np1-" + proposal + ".json", b = dir + "/np2-" + proposal + ".json";
+    const std::string args = " check --target gmm4 --samples 20001 --proposal " + proposal + " --json ";
+    auto r1 = run(boltzflow(1) + args + a);
+    ASSERT_EQ(r1.code, 0) << r1.output;
+    auto r2 = run(boltzflow(2) + args + b);
+    ASSERT_EQ(r2.code, 0) << r2.output;
+    const Json j1 = Json::parse(test::read_file(a)), j2 = Json::parse(test::read_file(b));
+    EXPECT_EQ(j1.at("ranks").integer(), 1);
+    EXPECT_EQ(j2.at("ranks").integer(), 2);
+    EXPECT_EQ(j2.at("per_rank").size(), 2u);
+    EXPECT_EQ(j2.at("per_rank").at(0).at("samples").integer() + j2.at("per_rank").at(1).at("samples").integer(),
+              20001);
+    for (const char* key : {"reverse_kl", "reverse_ess", "log_z", "log_z_stderr", "forward_kl", "forward_ess",
+                            "hausdorff", "mode_coverage_tv"}) {
+      const double x = j1.at(key).number(), y = j2.at(key).number();
+      EXPECT_LE(std::fabs(x - y), 1e-12 * std::fmax(1.0, std::fabs(x))) << proposal << " " << key;
+    }
+    if (proposal == "exact") {
+      EXPECT_EQ(j2.at("reverse_ess").number(), 1.0);
+      EXPECT_EQ(j2.at("reverse_kl").number(), 0.0);
+      EXPECT_EQ(j2.at("forward_ess").number(), 1.0);
+    } else {
+      EXPECT_LT(std::fabs(j2.at("log_z").number()), 3 * j2.at("log_z_stderr").number());
+    }
+  }
+}

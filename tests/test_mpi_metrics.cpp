@@ -1,0 +1,163 @@
+// Run at 1, 2 and 3 MPI ranks: samples do not depend on the rank count, and
+// the metrics reduced across ranks equal the single-process metrics on the
+// same samples.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+
+#include "physics/metrics.hpp"
+#include "physics/targets.hpp"
+#include "src/metrics_mpi.hpp"
+#include "src/mpi_env.hpp"
+#include "tests/test_helpers.hpp"
+
+using namespace bf;
+
+namespace {
+
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int size() {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+std::unique_ptr<Distribution> target(const std::string& name) {
+  TargetSpec s;
+  s.name = name;
+  s.quadrature_grid = 1000;
+  return make_target(s);
+}
+
+// Metric sums of samples [begin, end) drawn from `proposal` (global indices).
+MetricSums sums_of_slice(const Distribution& tgt, const Distribution& proposal, long long begin, long long end,
+                         bool forward) {
+  const long long n = end - begin;
+  Matrix<double> x("x", n, tgt.dim());
+  Vector<double> lq("lq", n);
+  proposal.sample(5u, Purpose::check_proposal, 0, static_cast<std::uint64_t>(begin), x);
+  proposal.log_density(x, lq);
+  MetricSums s = metric_sums(tgt, x, lq);
+  if (forward) {
+    Matrix<double> y("y", n, tgt.dim());
+    Vector<double> lqy("lqy", n);
+    tgt.sample(5u, Purpose::target_sample, 0, static_cast<std::uint64_t>(begin), y);
+    proposal.log_density(y, lqy);
+    add_forward_sums(s, tgt, y, lqy);
+  }
+  return s;
+}
+
+void expect_rel(double a, double b, double tol, const std::string& what) {
+  if (std::isnan(a) && std::isnan(b)) return;
+  EXPECT_LE(std::fabs(a - b), tol * std::fmax(1.0, std::fabs(b))) << what << ": " << a << " vs " << b;
+}
+
+}  // namespace
+
+TEST(MpiSamples, DoNotDependOnRankCount) {
+  const long long n = 1001;  // uneven split on 2 and 3 ranks
+  std::vector<std::unique_ptr<Distribution>> dists;
+  dists.push_back(target("gmm9"));
+  dists.push_back(std::make_unique<GeneralizedGaussian>(3, 1.0, 4.0));
+  dists.push_back(std::make_unique<SoftUniform>(3, 3.0));
+  for (const auto& d : dists) {
+    const Slice sl = split_range(n, rank(), size());
+    Matrix<double> x("x", sl.count(), d->dim());
+    d->sample(9u, Purpose::base_sample, 4u, static_cast<std::uint64_t>(sl.begin), x);
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+    std::vector<int> counts(size()), displs(size());
+    for (int r = 0; r < size(); ++r) {
+      const Slice s = split_range(n, r, size());
+      counts[r] = static_cast<int>(s.count() * d->dim());
+      displs[r] = static_cast<int>(s.begin * d->dim());
+    }
+    std::vector<double> all(static_cast<std::size_t>(n) * d->dim());
+    MPI_Gatherv(h.data(), counts[rank()], MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0,
+                MPI_COMM_WORLD);
+    if (rank() == 0) {
+      Matrix<double> ref("ref", n, d->dim());
+      d->sample(9u, Purpose::base_sample, 4u, 0, ref);
+      const auto hr = test::host_rows(ref);
+      for (long long i = 0; i < n; ++i)
+        for (int j = 0; j < d->dim(); ++j)
+          ASSERT_EQ(all[static_cast<std::size_t>(i) * d->dim() + j], hr[i][j]) << d->name() << " sample " << i;
+    }
+  }
+}
+
+TEST(MpiMetrics, ReductionEqualsSerial) {
+  const long long n = 20001;
+  for (const std::string name : {"gmm4", "gmm2asym", "phi4", "supernova"}) {
+    const auto tgt = target(name);
+    double far = 1.0;
+    for (const auto& m : tgt->modes().means)
+      for (double v : m) far = std::fmax(far, 1.5 * std::fabs(v));
+    const auto proposal = GeneralizedGaussian::gaussian(tgt->dim(), far);
+    const bool fwd = tgt->has_sampler();
+    const Slice sl = split_range(n, rank(), size());
+    const MetricSums local = sums_of_slice(*tgt, *proposal, sl.begin, sl.end, fwd);
+    const Metrics global = finalize(allreduce(local, MPI_COMM_WORLD), tgt->modes());
+    // The same samples in one process.
+    const Metrics serial = finalize(sums_of_slice(*tgt, *proposal, 0, n, fwd), tgt->modes());
+    EXPECT_EQ(global.samples, n);
+    expect_rel(global.reverse_kl, serial.reverse_kl, 1e-12, name + " reverse_kl");
+    expect_rel(global.reverse_ess, serial.reverse_ess, 1e-12, name + " reverse_ess");
+    expect_rel(global.log_z, serial.log_z, 1e-12, name + " log_z");
+    expect_rel(global.log_z_stderr, serial.log_z_stderr, 1e-12, name + " log_z_stderr");
+    expect_rel(global.forward_kl, serial.forward_kl, 1e-12, name + " forward_kl");
+    expect_rel(global.forward_ess, serial.forward_ess, 1e-12, name + " forward_ess");
+    EXPECT_EQ(global.hausdorff, serial.hausdorff) << name << ": min/max reduce exactly";
+    EXPECT_EQ(global.mode_fractions, serial.mode_fractions) << name << ": integer counts";
+    // Per-rank sums gathered and merged on the root give the same figures.
+    const auto per_rank = gather_to_root(local, MPI_COMM_WORLD);
+    if (rank() == 0) {
+      MetricSums merged = per_rank[0];
+      for (std::size_t r = 1; r < per_rank.size(); ++r) merged = merge(merged, per_rank[r]);
+      const Metrics m = finalize(merged, tgt->modes());
+      expect_rel(m.reverse_ess, serial.reverse_ess, 1e-12, name + " merged reverse_ess");
+      expect_rel(m.log_z, serial.log_z, 1e-12, name + " merged log_z");
+    }
+  }
+}
+
+TEST(MpiMetrics, ExactSamplerHasUnitEssAndZeroKl) {
+  const long long n = 30000;
+  for (const std::string name : {"gmm4", "gmm2asym", "gmm9"}) {
+    const auto tgt = target(name);
+    const Slice sl = split_range(n, rank(), size());
+    // The proposal is the target itself: log w = −f − (−f − log Z) = 0 exactly.
+    const Metrics m = finalize(allreduce(sums_of_slice(*tgt, *tgt, sl.begin, sl.end, true), MPI_COMM_WORLD),
+                               tgt->modes());
+    EXPECT_EQ(m.reverse_ess, 1.0) << name;
+    EXPECT_EQ(m.reverse_kl, 0.0) << name;
+    EXPECT_EQ(m.log_z, 0.0) << name;
+    EXPECT_EQ(m.forward_ess, 1.0) << name;
+    EXPECT_EQ(m.forward_kl, 0.0) << name;
+    EXPECT_LT(m.hausdorff, 0.1) << name << ": every mode has samples near its mean";
+    EXPECT_LT(m.mode_coverage_tv, 0.02) << name;
+  }
+}
+
+TEST(MpiMetrics, ImportanceLogZWithinThreeStandardErrors) {
+  const long long n = 200000;
+  for (const std::string name : {"gmm4", "gmm2asym", "gmm9", "supernova"}) {
+    const auto tgt = target(name);
+    double far = 1.0;
+    for (const auto& m : tgt->modes().means)
+      for (double v : m) far = std::fmax(far, 1.5 * std::fabs(v));
+    const auto proposal = GeneralizedGaussian::gaussian(tgt->dim(), far);
+    const Slice sl = split_range(n, rank(), size());
+    const Metrics m = finalize(
+        allreduce(sums_of_slice(*tgt, *proposal, sl.begin, sl.end, false), MPI_COMM_WORLD), tgt->modes());
+    EXPECT_LT(std::fabs(m.log_z - tgt->log_z()), 3 * m.log_z_stderr)
+        << name << ": log Z " << m.log_z << " +- " << m.log_z_stderr << " vs " << tgt->log_z();
+    EXPECT_GT(m.log_z_stderr, 0.0);
+    EXPECT_LT(m.log_z_stderr, 0.1);
+  }
+}
