@@ -1,0 +1,93 @@
+// A multilayer perceptron that propagates a value and K tangent directions at
+// once, and its reverse pass (DESIGN.md, "Derivatives without an autograd
+// framework"). One layer, h its input, a its pre-activation, dots tangents,
+// hats adjoints:
+//   forward   a = W h + b,   ȧ_k = W ḣ_k,   h' = σ(a),   ḣ'_k = σ'(a) ⊙ ȧ_k
+//   reverse   â = σ'(a) ⊙ ĥ' + Σ_k σ''(a) ⊙ ȧ_k ⊙ ḣ̂'_k,     ȧ̂_k = σ'(a) ⊙ ḣ̂'_k
+//             Ŵ += â hᵀ + Σ_k ȧ̂_k ḣ_kᵀ,   b̂ += â,   ĥ = Wᵀ â,   ḣ̂_k = Wᵀ ȧ̂_k
+// Rows are stacked [value rows (B); tangent 1 (B); …; tangent K (B)], so with
+// R the input rows and Â the pre-activation adjoints the linear parts are one
+// GEMM each: A = R Wᵀ, Ŵ += Âᵀ R, R̂ = Â W (KokkosBlas::gemm: OpenBLAS on the
+// host, cuBLAS on NVIDIA). The element-wise work is one fused kernel per layer
+// and direction. Hidden layers use the activation, the output layer is linear.
+//
+// Parameters live in a model's flat buffer (ParameterLayout); workspaces are
+// sized once for the largest row count, so nothing allocates in a step.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "flows/activation.hpp"
+#include "flows/parameters.hpp"
+
+namespace bf {
+
+struct MlpSpec {
+  std::vector<int> widths;                 // {inputs, hidden..., outputs}
+  Activation activation = Activation::swish;
+  double output_gain = 1.0;                // init scale of the last layer (0: starts at zero output)
+};
+
+template <class T>
+class Mlp {
+ public:
+  /// Registers the slices "<name>.W<l>" [n_{l+1} x n_l] and "<name>.b<l>".
+  Mlp(const std::string& name, const MlpSpec& spec, ParameterLayout& layout);
+
+  int inputs() const { return widths_.front(); }
+  int outputs() const { return widths_.back(); }
+  int layers() const { return static_cast<int>(widths_.size()) - 1; }
+  const std::vector<int>& widths() const { return widths_; }
+  Activation activation() const { return act_; }
+
+  /// The cached activations of one forward pass, for its reverse pass.
+  struct Workspace {
+    int max_rows = 0;
+    std::vector<Matrix<T>> pre;  // [l]: pre-activations of layer l (value rows include the bias)
+    std::vector<Matrix<T>> act;  // [l]: input rows of layer l, l >= 1
+    Matrix<T> adj[2];            // ping-pong adjoint buffers
+    Vector<T> ones;              // for the bias gradient (GEMV)
+    Rows<const T> input;         // the caller's input rows of the last forward
+    int batch = 0, k = 0;
+  };
+  Workspace workspace(int max_rows) const;
+
+  /// Forward pass of `batch` samples with `k` tangent directions. `in` holds
+  /// (1 + k) * batch rows: values, then tangent blocks; it must stay alive and
+  /// unchanged until reverse. Returns the output rows, a view into ws.
+  Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in) const;
+
+  /// Reverse pass of the last forward. adj_out: adjoints of the output rows
+  /// (value and tangent rows; not modified). Parameter gradients are
+  /// accumulated into grad (same layout as params). If adj_in is non-empty it
+  /// receives the input adjoints: all (1 + k) * batch rows when
+  /// input_tangent_adjoints, else only the value rows.
+  void reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,
+               const Rows<T>& adj_in, bool input_tangent_adjoints) const;
+
+  /// FLOPs of the GEMMs of a forward (and of forward + reverse) over `rows` rows.
+  double forward_flops(double rows) const;
+  double forward_reverse_flops(double rows, bool input_adjoints) const;
+
+  const ParamSlice& weight(int l) const { return w_[l]; }
+  const ParamSlice& bias(int l) const { return b_[l]; }
+
+ private:
+  std::vector<int> widths_;
+  Activation act_;
+  std::vector<ParamSlice> w_, b_;  // copies: the layout may grow after us
+};
+
+/// C = alpha op(A) op(B) + beta C on LayoutRight views (KokkosBlas::gemm).
+template <class T>
+void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
+          const Rows<T>& c);
+
+/// View of rows [r0, r0 + n) of a LayoutRight matrix.
+template <class T, class V>
+Rows<T> rows_of(const V& m, std::int64_t r0, std::int64_t n) {
+  return Rows<T>(m.data() + r0 * static_cast<std::int64_t>(m.extent(1)), static_cast<std::size_t>(n), m.extent(1));
+}
+
+}  // namespace bf

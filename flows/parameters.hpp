@@ -1,0 +1,114 @@
+// One flat parameter buffer per model, with named slices, a gradient buffer
+// of the same layout, initialisation from the counter-based RNG, and Adam with
+// a cosine learning-rate schedule and optional gradient-norm clipping — each
+// one kernel over the flat buffer. A checkpoint is one dataset; the gradient
+// allreduce is one MPI call.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "physics/core.hpp"
+
+namespace bf {
+
+/// How a slice is initialised. Weights: N(0, gain² / fan_in) (LeCun normal);
+/// `value` for constants.
+struct ParamInit {
+  enum Kind { zero, normal, constant } kind = zero;
+  double gain = 1.0;  // normal: standard deviation = gain / sqrt(fan_in)
+  int fan_in = 1;
+  double value = 0.0;  // constant
+};
+
+struct ParamSlice {
+  std::string name;        // "V.k0.W1"
+  std::size_t offset = 0;  // into the flat buffer (multiple of kAlign)
+  std::size_t size = 0;
+  std::vector<int> shape;  // {rows, cols} for weights, {n} for vectors
+  ParamInit init;
+};
+
+/// Slices of one model's flat buffer. Offsets are aligned to 64 bytes (8
+/// doubles) so every weight matrix starts GEMM-aligned; padding stays zero.
+class ParameterLayout {
+ public:
+  static constexpr std::size_t kAlign = 16;
+  std::size_t add(const std::string& name, std::vector<int> shape, ParamInit init);
+  std::size_t size() const { return size_; }
+  /// Number of trainable numbers (without padding).
+  std::size_t count() const;
+  const std::vector<ParamSlice>& slices() const { return slices_; }
+  const ParamSlice& slice(const std::string& name) const;
+  /// A fingerprint of names, shapes and offsets (checkpoint compatibility).
+  std::string signature() const;
+
+ private:
+  std::vector<ParamSlice> slices_;
+  std::size_t size_ = 0;
+};
+
+/// Fills `values` by the layout's init rules: parameter i of the flat buffer
+/// draws from Philox(seed, Purpose::init, counter i), so initial parameters
+/// do not depend on ranks, threads or backend.
+template <class T>
+void initialize_parameters(const ParameterLayout& layout, const Vector<T>& values, std::uint32_t seed);
+
+/// Learning rate schedule: cosine decay from lr to lr * final_fraction over
+/// `total_steps` (constant when total_steps == 0 or kind == constant), with an
+/// optional linear warm-up.
+struct LrSchedule {
+  enum Kind { constant, cosine } kind = cosine;
+  double lr = 1e-3;
+  double final_fraction = 0.0;
+  std::int64_t total_steps = 0;
+  std::int64_t warmup_steps = 0;
+  /// Learning rate used for update number `step` (0-based).
+  double at(std::int64_t step) const;
+};
+
+struct AdamConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_norm = 0.0;  // clip the global gradient norm to this (0: off)
+};
+
+/// Adam (Kingma & Ba) on a flat buffer; one kernel per update.
+template <class T>
+class Adam {
+ public:
+  Adam(std::size_t n, AdamConfig cfg);
+  /// Global L2 norm of g (one reduction).
+  static double norm(const Kokkos::View<const T*, MemSpace>& g);
+  /// One update with learning rate lr; g may be clipped (by clip_norm). Returns the
+  /// gradient norm before clipping.
+  double update(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr);
+
+  std::int64_t steps() const { return t_; }
+  void set_steps(std::int64_t t) { t_ = t; }
+  const Vector<T>& first_moment() const { return m_; }
+  const Vector<T>& second_moment() const { return v_; }
+  const AdamConfig& config() const { return cfg_; }
+
+ private:
+  AdamConfig cfg_;
+  Vector<T> m_, v_;
+  std::int64_t t_ = 0;
+};
+
+/// Unmanaged views of parts of a flat buffer.
+template <class T>
+using Rows = Kokkos::View<T**, Kokkos::LayoutRight, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+template <class T>
+using Span = Kokkos::View<T*, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+template <class T>
+Rows<T> slice_matrix(const Vector<T>& buf, const ParamSlice& s) {
+  return Rows<T>(buf.data() + s.offset, static_cast<std::size_t>(s.shape.at(0)), static_cast<std::size_t>(s.shape.at(1)));
+}
+template <class T>
+Span<T> slice_vector(const Vector<T>& buf, const ParamSlice& s) {
+  return Span<T>(buf.data() + s.offset, s.size);
+}
+
+}  // namespace bf
