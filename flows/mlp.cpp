@@ -1,6 +1,5 @@
 #include "flows/mlp.hpp"
 
-#include <KokkosBlas2_gemv.hpp>
 #include <KokkosBlas3_gemm.hpp>
 #include <stdexcept>
 
@@ -49,14 +48,13 @@ typename Mlp<T>::Workspace Mlp<T>::workspace(int max_rows) const {
   }
   ws.adj[0] = Matrix<T>("mlp_adj0", max_rows, wmax);
   ws.adj[1] = Matrix<T>("mlp_adj1", max_rows, wmax);
-  ws.ones = Vector<T>("mlp_ones", max_rows);
-  Kokkos::deep_copy(ws.ones, T(1));
   return ws;
 }
 
 namespace {
 
-// Value rows: a += b, h = σ(a); tangent rows: ḣ_k = σ'(a) ⊙ ȧ_k. One kernel.
+// Value rows: a += b, h = σ(a); tangent rows: ḣ_k = σ'(a) ⊙ ȧ_k. One kernel
+// over (sample, column); a sample's 1 + k rows are adjacent.
 template <class T>
 void hidden_forward(Activation act, int batch, int k, const Rows<T>& pre, const Span<const T>& bias,
                     const Rows<T>& out) {
@@ -65,26 +63,24 @@ void hidden_forward(Activation act, int batch, int k, const Rows<T>& pre, const 
       "bf::mlp_hidden_forward", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / n;
         const int j = static_cast<int>(e - i * n);
-        const T a = pre(i, j) + bias(j);
-        pre(i, j) = a;
+        const std::int64_t r0 = row_of(i, 0, k);
+        const T a = pre(r0, j) + bias(j);
+        pre(r0, j) = a;
         T d1, d2;
-        out(i, j) = activate(act, a, d1, d2);
-        for (int t = 1; t <= k; ++t) {
-          const std::int64_t r = static_cast<std::int64_t>(t) * batch + i;
-          out(r, j) = d1 * pre(r, j);
-        }
+        out(r0, j) = activate(act, a, d1, d2);
+        for (int t = 1; t <= k; ++t) out(r0 + t, j) = d1 * pre(r0 + t, j);
       });
 }
 
 // Output layer (linear): bias on the value rows only.
 template <class T>
-void output_forward(int batch, const Rows<T>& pre, const Span<const T>& bias) {
+void output_forward(int batch, int k, const Rows<T>& pre, const Span<const T>& bias) {
   const int n = static_cast<int>(pre.extent(1));
   Kokkos::parallel_for(
       "bf::mlp_output_forward", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / n;
         const int j = static_cast<int>(e - i * n);
-        pre(i, j) += bias(j);
+        pre(row_of(i, 0, k), j) += bias(j);
       });
 }
 
@@ -97,16 +93,28 @@ void hidden_reverse(Activation act, int batch, int k, const Rows<const T>& pre, 
       "bf::mlp_hidden_reverse", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / n;
         const int j = static_cast<int>(e - i * n);
+        const std::int64_t r0 = row_of(i, 0, k);
         T d1, d2;
-        activate(act, pre(i, j), d1, d2);
-        T acc = d1 * g(i, j);
+        activate(act, pre(r0, j), d1, d2);
+        T acc = d1 * g(r0, j);
         for (int t = 1; t <= k; ++t) {
-          const std::int64_t r = static_cast<std::int64_t>(t) * batch + i;
-          const T gt = g(r, j);
-          acc += d2 * pre(r, j) * gt;
-          g(r, j) = d1 * gt;
+          const T gt = g(r0 + t, j);
+          acc += d2 * pre(r0 + t, j) * gt;
+          g(r0 + t, j) = d1 * gt;
         }
-        g(i, j) = acc;
+        g(r0, j) = acc;
+      });
+}
+
+// b̂_j += Σ_i â(value row of i, j).
+template <class T>
+void bias_gradient(int batch, int k, const Rows<const T>& g, const Span<T>& db) {
+  const int n = static_cast<int>(g.extent(1));
+  Kokkos::parallel_for(
+      "bf::mlp_bias_gradient", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t j) {
+        T s = T(0);
+        for (std::int64_t i = 0; i < batch; ++i) s += g(row_of(i, 0, k), j);
+        db(j) += s;
       });
 }
 
@@ -131,7 +139,7 @@ Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k
       hidden_forward<T>(act_, batch, k, pre, bias, out);
       x = out;
     } else {
-      output_forward<T>(batch, pre, bias);
+      output_forward<T>(batch, k, pre, bias);
     }
   }
   return rows_of<T>(ws.pre[layers() - 1], 0, rows);
@@ -139,7 +147,7 @@ Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k
 
 template <class T>
 void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,
-                     const Rows<T>& adj_in, bool input_tangent_adjoints) const {
+                     const Rows<T>& adj_in) const {
   const int batch = ws.batch, k = ws.k, rows = (1 + k) * batch;
   Rows<const T> g = rows_of<const T>(adj_out, 0, rows);
   int cur = 0;
@@ -147,18 +155,15 @@ void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& 
     const Rows<const T> x = l == 0 ? rows_of<const T>(ws.input, 0, rows) : rows_of<const T>(ws.act[l], 0, rows);
     // Ŵ += Âᵀ R over value and tangent rows; b̂ += Σ_i â_i over value rows.
     gemm<T>("T", "N", T(1), g, x, T(1), slice_matrix(grad, w_[l]));
-    KokkosBlas::gemv("T", T(1), rows_of<const T>(g, 0, batch), Kokkos::subview(ws.ones, std::make_pair(0, batch)),
-                     T(1), slice_vector(grad, b_[l]));
-    if (l == 0 && adj_in.data() == nullptr) break;
-    // R̂ = Â W, then through the activation of the layer below.
-    const int n_in = widths_[l];
+    bias_gradient<T>(batch, k, g, slice_vector(grad, b_[l]));
     if (l == 0) {
-      const int r_in = input_tangent_adjoints ? rows : batch;
-      gemm<T>("N", "N", T(1), rows_of<const T>(g, 0, r_in), slice_matrix(params, w_[l]), T(0),
-              rows_of<T>(adj_in, 0, r_in));
+      // R̂ = Â W for the network's inputs, if asked for.
+      if (adj_in.data() != nullptr)
+        gemm<T>("N", "N", T(1), g, slice_matrix(params, w_[l]), T(0), rows_of<T>(adj_in, 0, rows));
       break;
     }
-    const Rows<T> gp(ws.adj[cur].data(), rows, n_in);
+    // R̂ = Â W, then back through the activation of the layer below.
+    const Rows<T> gp(ws.adj[cur].data(), rows, widths_[l]);
     gemm<T>("N", "N", T(1), g, slice_matrix(params, w_[l]), T(0), gp);
     hidden_reverse<T>(act_, batch, k, rows_of<const T>(ws.pre[l - 1], 0, rows), gp);
     g = gp;

@@ -48,7 +48,7 @@ Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batc
   const Matrix<T> rho = ws.rho, drho = ws.drho;
   Kokkos::parallel_for(
       "bf::tm_rho", Policy(0, batch), KOKKOS_LAMBDA(const std::int64_t i) {
-        const T t = in(i, D);
+        const T t = in(row_of(i, 0, k), D);
         T mx = T(0);
         for (int c = 0; c < K; ++c) {
           const T center = K > 1 ? T(c) / T(K - 1) : T(0.5);
@@ -88,10 +88,11 @@ Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batc
         "bf::tm_combine", Policy(0, static_cast<std::int64_t>(batch) * n_out), KOKKOS_LAMBDA(const std::int64_t e) {
           const std::int64_t i = e / n_out;
           const int j = static_cast<int>(e - i * n_out);
-          const T r = rho(i, c), dr = drho(i, c), yv = y(i, j);
-          out(i, j) = (first ? T(0) : out(i, j)) + r * yv;
+          const std::int64_t r0 = row_of(i, 0, k);
+          const T r = rho(i, c), dr = drho(i, c), yv = y(r0, j);
+          out(r0, j) = (first ? T(0) : out(r0, j)) + r * yv;
           for (int t = 1; t <= k; ++t) {
-            const std::int64_t q = static_cast<std::int64_t>(t) * batch + i;
+            const std::int64_t q = r0 + t;
             out(q, j) = (first ? T(0) : out(q, j)) + r * y(q, j) + dr * in(q, D) * yv;
           }
         });
@@ -101,14 +102,12 @@ Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batc
 
 template <class T>
 void TimeMixture<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws,
-                             const Rows<const T>& adj_out, const Rows<T>& adj_x, bool input_tangent_adjoints) const {
+                             const Rows<const T>& adj_out, const Rows<T>& adj_x) const {
   const int batch = ws.batch, k = ws.k, rows = (1 + k) * batch, D = spec_.space_dim, K = spec_.kernels,
             n_out = spec_.outputs;
   const Rows<const T> in = ws.input;
   const Matrix<T> rho = ws.rho, drho = ws.drho, gk = ws.adj_k, ak = ws.adj_in_k;
   const bool want_in = adj_x.data() != nullptr && D > 0;
-  const int r_in = input_tangent_adjoints ? rows : batch;
-  const int in_off = 0;  // x columns come first in the MLP input either way
   for (int c = 0; c < K; ++c) {
     // Adjoints of MLP_c's outputs: ρ_c Ḡ on every row, plus ρ'_c ṫ Ḡ_tangent on the value rows.
     Kokkos::parallel_for(
@@ -116,24 +115,25 @@ void TimeMixture<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Wor
         KOKKOS_LAMBDA(const std::int64_t e) {
           const std::int64_t i = e / n_out;
           const int j = static_cast<int>(e - i * n_out);
+          const std::int64_t r0 = row_of(i, 0, k);
           const T r = rho(i, c), dr = drho(i, c);
-          T v = r * adj_out(i, j);
+          T v = r * adj_out(r0, j);
           for (int t = 1; t <= k; ++t) {
-            const std::int64_t q = static_cast<std::int64_t>(t) * batch + i;
+            const std::int64_t q = r0 + t;
             v += dr * in(q, D) * adj_out(q, j);
             gk(q, j) = r * adj_out(q, j);
           }
-          gk(i, j) = v;
+          gk(r0, j) = v;
         });
     const Rows<T> adj_in_net = want_in ? rows_of<T>(ak, 0, rows) : Rows<T>();
-    nets_[c].reverse(params, grad, ws.nets[c], rows_of<const T>(gk, 0, rows), adj_in_net, input_tangent_adjoints);
+    nets_[c].reverse(params, grad, ws.nets[c], rows_of<const T>(gk, 0, rows), adj_in_net);
     if (want_in) {
       const bool first = c == 0;
       Kokkos::parallel_for(
-          "bf::tm_adjoint_in", Policy(0, static_cast<std::int64_t>(r_in) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          "bf::tm_adjoint_in", Policy(0, static_cast<std::int64_t>(rows) * D), KOKKOS_LAMBDA(const std::int64_t e) {
             const std::int64_t r = e / D;
             const int j = static_cast<int>(e - r * D);
-            adj_x(r, j) = (first ? T(0) : adj_x(r, j)) + ak(r, in_off + j);
+            adj_x(r, j) = (first ? T(0) : adj_x(r, j)) + ak(r, j);
           });
     }
   }

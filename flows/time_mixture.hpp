@@ -51,12 +51,13 @@ class TimeMixture {
   };
   Workspace workspace(int max_rows) const;
 
-  /// in: (1 + k) * batch rows of D + 1 columns ([x, t] / [ẋ, ṫ]); must stay alive until reverse.
+  /// in: (1 + k) * batch rows of D + 1 columns ([x, t] / [ẋ, ṫ]), sample-major
+  /// (row_of); must stay alive until reverse.
   Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in) const;
-  /// Accumulates parameter gradients; adj_x (optional) receives the adjoints of the x
-  /// columns of the input rows (value rows, or all rows when input_tangent_adjoints).
+  /// Accumulates parameter gradients; adj_x (optional, D or more columns) receives
+  /// the adjoints of the x columns of every input row.
   void reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,
-               const Rows<T>& adj_x, bool input_tangent_adjoints) const;
+               const Rows<T>& adj_x) const;
 
   double forward_flops(double rows) const;
   double forward_reverse_flops(double rows, bool input_adjoints) const;

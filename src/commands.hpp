@@ -17,6 +17,7 @@ struct Command {
 };
 
 int cmd_check(Environment& env, const std::vector<std::string>& args);
+int cmd_bench(Environment& env, const std::vector<std::string>& args);
 
 /// Every command, in --help order.
 const std::vector<Command>& commands();

@@ -101,7 +101,7 @@ std::vector<double> ref_forward(const RefMlp& m, const std::vector<double>& p, c
     std::vector<double> a(static_cast<std::size_t>(rows) * no, 0.0);
     for (int r = 0; r < rows; ++r)
       for (int o = 0; o < no; ++o) {
-        double s = r < batch ? p[m.b_off[l] + o] : 0.0;
+        double s = r % (1 + k) == 0 ? p[m.b_off[l] + o] : 0.0;
         for (int i = 0; i < ni; ++i) s += p[m.w_off[l] + static_cast<std::size_t>(o) * ni + i] * h[r * ni + i];
         a[r * no + o] = s;
       }
@@ -111,8 +111,9 @@ std::vector<double> ref_forward(const RefMlp& m, const std::vector<double>& p, c
     for (int i = 0; i < batch; ++i)
       for (int o = 0; o < no; ++o) {
         double d1, d2;
-        out[i * no + o] = ref_act(m.act, a[i * no + o], d1, d2);
-        for (int t = 1; t <= k; ++t) out[(t * batch + i) * no + o] = d1 * a[(t * batch + i) * no + o];
+        const int r0 = i * (1 + k);
+        out[r0 * no + o] = ref_act(m.act, a[r0 * no + o], d1, d2);
+        for (int t = 1; t <= k; ++t) out[(r0 + t) * no + o] = d1 * a[(r0 + t) * no + o];
       }
     h = out;
   }
@@ -128,7 +129,7 @@ void ref_reverse(const RefMlp& m, const std::vector<double>& p, const RefCache& 
     for (int r = 0; r < rows; ++r)
       for (int o = 0; o < no; ++o) {
         for (int i = 0; i < ni; ++i) grad[m.w_off[l] + static_cast<std::size_t>(o) * ni + i] += g[r * no + o] * c.in[l][r * ni + i];
-        if (r < batch) grad[m.b_off[l] + o] += g[r * no + o];
+        if (r % (1 + k) == 0) grad[m.b_off[l] + o] += g[r * no + o];
       }
     std::vector<double> gp(static_cast<std::size_t>(rows) * ni, 0.0);
     for (int r = 0; r < rows; ++r)
@@ -142,14 +143,15 @@ void ref_reverse(const RefMlp& m, const std::vector<double>& p, const RefCache& 
     for (int i = 0; i < batch; ++i)
       for (int j = 0; j < ni; ++j) {
         double d1, d2;
-        ref_act(m.act, a[i * ni + j], d1, d2);
-        double acc = d1 * gp[i * ni + j];
+        const int r0 = i * (1 + k);
+        ref_act(m.act, a[r0 * ni + j], d1, d2);
+        double acc = d1 * gp[r0 * ni + j];
         for (int t = 1; t <= k; ++t) {
-          const int q = (t * batch + i) * ni + j;
+          const int q = (r0 + t) * ni + j;
           acc += d2 * a[q] * gp[q];
           gp[q] *= d1;
         }
-        gp[i * ni + j] = acc;
+        gp[r0 * ni + j] = acc;
       }
     g = gp;
   }
@@ -196,9 +198,13 @@ TEST_P(EngineFd, TangentsAreDirectionalDerivatives) {
   const int batch = 5, n0 = c.widths.front(), n_out = c.widths.back(), k = std::max(1, c.k);
   TestRng r(17);
   const auto x = random_vec(r, static_cast<std::size_t>(batch) * n0);
-  std::vector<double> rows = x;
-  const auto dirs = random_vec(r, static_cast<std::size_t>(k) * batch * n0);
-  rows.insert(rows.end(), dirs.begin(), dirs.end());
+  const auto dirs = random_vec(r, static_cast<std::size_t>(k) * batch * n0);  // [t-1][i][j]
+  std::vector<double> rows;  // sample-major: value, then its k tangents
+  for (int i = 0; i < batch; ++i) {
+    rows.insert(rows.end(), x.begin() + i * n0, x.begin() + (i + 1) * n0);
+    for (int t = 1; t <= k; ++t)
+      rows.insert(rows.end(), dirs.begin() + ((t - 1) * batch + i) * n0, dirs.begin() + ((t - 1) * batch + i + 1) * n0);
+  }
   auto p = device_vec<double>(s.params);
   auto ws = s.mlp->workspace((1 + k) * batch);
   auto in = device_mat<double>(rows, (1 + k) * batch, n0);
@@ -216,7 +222,7 @@ TEST_P(EngineFd, TangentsAreDirectionalDerivatives) {
           for (int j = 0; j < n0; ++j) xx[i * n0 + j] += h * dirs[((t - 1) * batch + i) * n0 + j];
           return value_at(xx)[i * n_out + o];
         });
-        expect_close(fd, out[((t * batch) + i) * n_out + o], 1e-3, 1e-6, "tangent");
+        expect_close(fd, out[(i * (1 + k) + t) * n_out + o], 1e-3, 1e-6, "tangent");
       }
 }
 
@@ -240,7 +246,7 @@ TEST_P(EngineFd, ReverseGivesExactGradients) {
   auto in = device_mat<double>(x, rows, n0);
   s.mlp->forward(p, ws, batch, k, in);
   Matrix<double> adj_in("adj_in", rows, n0);
-  s.mlp->reverse(p, grad, ws, device_mat<double>(C, rows, n_out), adj_in, true);
+  s.mlp->reverse(p, grad, ws, device_mat<double>(C, rows, n_out), adj_in);
   const auto g = to_host(grad), ain = to_host(adj_in);
   for (int trial = 0; trial < 3; ++trial) {
     const auto u = random_vec(r, s.params.size());
@@ -288,7 +294,7 @@ TEST_P(EngineFd, FusedKernelsMatchHostReference) {
     auto in = device_mat<T>(x, rows, n0);
     const auto got = to_host(net.forward(p, ws, batch, k, in));
     Matrix<T> adj("adj", rows, n0);
-    net.reverse(p, grad, ws, device_mat<T>(C, rows, n_out), adj, true);
+    net.reverse(p, grad, ws, device_mat<T>(C, rows, n_out), adj);
     const auto got_grad = to_host(grad), got_adj = to_host(adj);
     double scale = 0;
     for (double v : want) scale = std::fmax(scale, std::fabs(v));
@@ -327,26 +333,26 @@ TEST(EngineQuantities, GradientHvpAndDivergence) {
       Matrix<double> rows("rows", (1 + D) * batch, D);
       auto h = Kokkos::create_mirror_view(rows);
       for (int i = 0; i < batch; ++i)
-        for (int j = 0; j < D; ++j) h(i, j) = xx[i * D + j];
+        for (int j = 0; j < D; ++j) h(row_of(i, 0, D), j) = xx[i * D + j];
       Kokkos::deep_copy(rows, h);
       set_axis_tangents<double>(rows, batch, D, 0);
       const auto out = s.mlp->forward(p, ws, batch, D, rows);
       Matrix<double> g("g", batch, D);
-      scalar_gradient<double>(out, batch, D, g);
+      scalar_gradient<double>(out, batch, D, D, g);
       if (hvp_u) {
         // Upstream adjoint u on the gradient: tangent-row adjoints u_j, value adjoint 0.
         Matrix<double> adj("adj", (1 + D) * batch, 1);
         auto ha = Kokkos::create_mirror_view(adj);
         for (int i = 0; i < batch; ++i)
-          for (int j = 0; j < D; ++j) ha((1 + j) * batch + i, 0) = (*hvp_u)[i * D + j];
+          for (int j = 0; j < D; ++j) ha(row_of(i, 1 + j, D), 0) = (*hvp_u)[i * D + j];
         Kokkos::deep_copy(adj, ha);
         Vector<double> pg("pg", s.layout.size());
         Matrix<double> ain("ain", (1 + D) * batch, D);
-        s.mlp->reverse(p, pg, ws, adj, ain, false);
+        s.mlp->reverse(p, pg, ws, adj, ain);
         auto ah = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ain);
         hvp->assign(static_cast<std::size_t>(batch) * D, 0.0);
         for (int i = 0; i < batch; ++i)
-          for (int j = 0; j < D; ++j) (*hvp)[i * D + j] = ah(i, j);
+          for (int j = 0; j < D; ++j) (*hvp)[i * D + j] = ah(row_of(i, 0, D), j);
       }
       return to_host(g);
     };
@@ -382,12 +388,12 @@ TEST(EngineQuantities, GradientHvpAndDivergence) {
     {
       auto h = Kokkos::create_mirror_view(rows);
       for (int i = 0; i < batch; ++i)
-        for (int j = 0; j < D; ++j) h(i, j) = x[i * D + j];
+        for (int j = 0; j < D; ++j) h(row_of(i, 0, D), j) = x[i * D + j];
       Kokkos::deep_copy(rows, h);
     }
     set_axis_tangents<double>(rows, batch, D, 0);
     Vector<double> div("div", batch);
-    divergence<double>(v.mlp->forward(pv, wsv, batch, D, rows), batch, D, div);
+    divergence<double>(v.mlp->forward(pv, wsv, batch, D, rows), batch, D, D, div);
     const auto divh = to_host(div);
     for (int i = 0; i < batch; ++i) {
       double trace = 0;
@@ -437,7 +443,7 @@ TEST(EngineTimeMixture, DerivativesAndGradients) {
     {
       auto h = Kokkos::create_mirror_view(in);
       for (int i = 0; i < batch; ++i)
-        for (int j = 0; j < cols; ++j) h(i, j) = x[i * cols + j];
+        for (int j = 0; j < cols; ++j) h(row_of(i, 0, k), j) = x[i * cols + j];
       Kokkos::deep_copy(in, h);
     }
     set_axis_tangents<double>(in, batch, k, 0);
@@ -451,14 +457,14 @@ TEST(EngineTimeMixture, DerivativesAndGradients) {
             xx[i * cols + t - 1] += h;
             return value(params, xx)[i * c.outputs + o];
           }, 1e-4);
-          expect_close(fd, out[(t * batch + i) * c.outputs + o], 1e-3, 1e-6,
+          expect_close(fd, out[(i * (1 + k) + t) * c.outputs + o], 1e-3, 1e-6,
                        t == k ? "time derivative" : "input derivative");
         }
     // L = Σ C ⊙ out over all rows; parameter gradient and x adjoints.
     const auto C = random_vec(r, static_cast<std::size_t>(rows) * c.outputs);
     Vector<double> grad("grad", layout.size());
     Matrix<double> adj_x("adj_x", rows, cols);
-    tm.reverse(p, grad, ws, device_mat<double>(C, rows, c.outputs), adj_x, false);
+    tm.reverse(p, grad, ws, device_mat<double>(C, rows, c.outputs), adj_x);
     const auto g = to_host(grad), ax = to_host(adj_x);
     auto loss = [&](const std::vector<double>& params_, const std::vector<double>& xx) {
       auto ws2 = tm.workspace(rows);
@@ -466,7 +472,7 @@ TEST(EngineTimeMixture, DerivativesAndGradients) {
       Matrix<double> in2("in2", rows, cols);
       auto h = Kokkos::create_mirror_view(in2);
       for (int i = 0; i < batch; ++i)
-        for (int j = 0; j < cols; ++j) h(i, j) = xx[i * cols + j];
+        for (int j = 0; j < cols; ++j) h(row_of(i, 0, k), j) = xx[i * cols + j];
       Kokkos::deep_copy(in2, h);
       set_axis_tangents<double>(in2, batch, k, 0);
       return dot(to_host(tm.forward(pp, ws2, batch, k, in2)), C);
@@ -485,7 +491,7 @@ TEST(EngineTimeMixture, DerivativesAndGradients) {
           xx[i * cols + j] += h;
           return loss(params, xx);
         });
-        expect_close(fdx, ax[i * cols + j], 1e-3, 1e-6, "mixture x adjoint");
+        expect_close(fdx, ax[row_of(i, 0, k) * cols + j], 1e-3, 1e-6, "mixture x adjoint");
       }
   }
 }
@@ -506,13 +512,13 @@ TEST(EngineTimeMixture, KernelsArePartitionOfUnity) {
   const int batch = 11;
   Matrix<double> in("in", 2 * batch, 2);
   auto hi = Kokkos::create_mirror_view(in);
-  for (int i = 0; i < batch; ++i) hi(i, 0) = 0.5, hi(i, 1) = i / 10.0, hi(batch + i, 1) = 1.0;
+  for (int i = 0; i < batch; ++i) hi(2 * i, 0) = 0.5, hi(2 * i, 1) = i / 10.0, hi(2 * i + 1, 1) = 1.0;
   Kokkos::deep_copy(in, hi);
   auto ws = tm.workspace(2 * batch);
   const auto out = to_host(tm.forward(p, ws, batch, 1, in));
   for (int i = 0; i < batch; ++i) {
-    EXPECT_NEAR(out[i], 1.0, 1e-14);
-    EXPECT_NEAR(out[batch + i], 0.0, 1e-12);
+    EXPECT_NEAR(out[2 * i], 1.0, 1e-14);
+    EXPECT_NEAR(out[2 * i + 1], 0.0, 1e-12);
   }
 }
 
