@@ -97,16 +97,24 @@ double Adam<T>::norm(const Kokkos::View<const T*, MemSpace>& g) {
 }
 
 template <class T>
-double Adam<T>::update(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr) {
-  const double gnorm = norm(g);
-  double scale = 1.0;
-  if (cfg_.clip_norm > 0.0 && gnorm > cfg_.clip_norm) scale = cfg_.clip_norm / gnorm;
+double Adam<T>::update(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr,
+                       double grad_scale) {
+  const double gnorm = norm(g) * std::fabs(grad_scale);
+  step(params, g, lr, grad_scale, gnorm);
+  return gnorm;
+}
+
+template <class T>
+void Adam<T>::step(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr, double grad_scale,
+                   double gnorm) {
+  double scale = grad_scale;
+  if (cfg_.clip_norm > 0.0 && gnorm > cfg_.clip_norm) scale *= cfg_.clip_norm / gnorm;
   ++t_;
   const T b1 = static_cast<T>(cfg_.beta1), b2 = static_cast<T>(cfg_.beta2), eps = static_cast<T>(cfg_.eps);
   // Bias corrections folded into the step size: θ −= lr √(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε √(1−β₂ᵗ)).
   const double c1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
-  const T step = static_cast<T>(lr / c1);
+  const T step_size = static_cast<T>(lr / c1);
   const T inv_sqrt_c2 = static_cast<T>(1.0 / std::sqrt(c2));
   const T sc = static_cast<T>(scale);
   const Vector<T> m = m_, v = v_;
@@ -117,9 +125,8 @@ double Adam<T>::update(const Vector<T>& params, const Kokkos::View<const T*, Mem
         const T vi = b2 * v(i) + (T(1) - b2) * gi * gi;
         m(i) = mi;
         v(i) = vi;
-        params(i) -= step * mi / (kmath::sqrt(vi) * inv_sqrt_c2 + eps);
+        params(i) -= step_size * mi / (kmath::sqrt(vi) * inv_sqrt_c2 + eps);
       });
-  return gnorm;
 }
 
 template void initialize_parameters<float>(const ParameterLayout&, const Vector<float>&, std::uint32_t);

@@ -80,9 +80,13 @@ class Adam {
   Adam(std::size_t n, AdamConfig cfg);
   /// Global L2 norm of g (one reduction).
   static double norm(const Kokkos::View<const T*, MemSpace>& g);
-  /// One update with learning rate lr; g may be clipped (by clip_norm). Returns the
-  /// gradient norm before clipping.
-  double update(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr);
+  /// One update with learning rate lr on the gradient grad_scale * g (clipped
+  /// to clip_norm when set). Returns that gradient's norm before clipping.
+  double update(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr,
+                double grad_scale = 1.0);
+  /// The same with the norm of grad_scale * g already known (one kernel).
+  void step(const Vector<T>& params, const Kokkos::View<const T*, MemSpace>& g, double lr, double grad_scale,
+            double gnorm);
 
   std::int64_t steps() const { return t_; }
   void set_steps(std::int64_t t) { t_ = t; }

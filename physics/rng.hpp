@@ -22,6 +22,7 @@ enum class Purpose : std::uint32_t {
   momentum = 5,         // NHF momentum (encoder reparameterisation)
   minibatch = 6,        // minibatch selection
   eval = 7,             // evaluation samples
+  sample = 8,           // `boltzflow sample`
   test = 100,           // tests
 };
 

@@ -13,9 +13,36 @@ void add_config_options(po::options_description& desc, const std::vector<std::st
   }
 }
 
-po::variables_map parse_command_line(const std::vector<std::string>& args, const po::options_description& desc,
+namespace {
+// A config key given more than once on the command line: the last one wins,
+// so scripts can append overrides. Removes the earlier occurrences.
+std::vector<std::string> last_key_wins(const std::vector<std::string>& args) {
+  auto key_of = [](const std::string& a) -> std::string {
+    if (a.rfind("--", 0) != 0) return "";
+    const std::string k = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
+    return find_key(k) ? k : "";
+  };
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string k = key_of(args[i]);
+    const bool has_inline_value = args[i].find('=') != std::string::npos;
+    const std::size_t span = (!k.empty() && !has_inline_value && i + 1 < args.size()) ? 2 : 1;
+    bool later = false;
+    if (!k.empty())
+      for (std::size_t j = i + span; j < args.size(); ++j)
+        if (key_of(args[j]) == k) later = true;
+    if (!later)
+      for (std::size_t t = 0; t < span; ++t) out.push_back(args[i + t]);
+    i += span - 1;
+  }
+  return out;
+}
+}  // namespace
+
+po::variables_map parse_command_line(const std::vector<std::string>& args_in, const po::options_description& desc,
                                      const std::string& command) {
   po::variables_map vm;
+  const std::vector<std::string> args = last_key_wins(args_in);
   try {
     po::store(po::command_line_parser(args).options(desc).run(), vm);
     po::notify(vm);

@@ -17,6 +17,10 @@ struct Command {
 };
 
 int cmd_check(Environment& env, const std::vector<std::string>& args);
+int cmd_train(Environment& env, const std::vector<std::string>& args);
+int cmd_evaluate(Environment& env, const std::vector<std::string>& args);
+int cmd_sample(Environment& env, const std::vector<std::string>& args);
+int cmd_inspect(Environment& env, const std::vector<std::string>& args);
 int cmd_bench(Environment& env, const std::vector<std::string>& args);
 
 /// Every command, in --help order.

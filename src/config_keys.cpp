@@ -10,6 +10,50 @@ const std::vector<KeyInfo>& config_registry() {
   static const std::vector<KeyInfo> keys{
       // ---- run
       {"run.seed", K::Int, "1", "seed of every random stream (Philox key); 0 to 2^32-1", {}, 0, 4294967295.0},
+      {"run.out", K::String, "run", "run directory (checkpoint.h5, config.ini, metrics.jsonl); --out overrides"},
+      {"run.checkpoint_every", K::Int, "1000", "steps between checkpoints (one is also written at the start and end)",
+       {}, 1, 1e12},
+      {"run.eval_every", K::Int, "1000", "steps between evaluations on eval.samples samples (0: only at the end)",
+       {}, 0, 1e12},
+      {"run.stop_at", K::Int, "0",
+       "stop with a checkpoint (exit 0) on reaching this step; 0: run to train.steps. Resume to go on.", {}, 0,
+       1e12},
+      {"run.progress", K::Choice, "auto",
+       "rank 0 output: a live progress line (line), periodic log lines (plain), or auto: line when stdout is a "
+       "terminal and the program was not started by mpirun/srun (their ranks' stdout looks like one)",
+       {"auto", "line", "plain"}},
+      {"run.log_every", K::Int, "100", "steps between log lines when stdout is not a terminal", {}, 1, 1e12},
+
+      // ---- train
+      {"train.steps", K::Int, "1000", "optimisation steps", {}, 0, 1e12},
+      {"train.batch", K::Int, "256", "global batch size, split across MPI ranks", {}, 1, 1e9},
+      {"train.lr", K::Real, "1e-3", "Adam learning rate (peak of the schedule)", {}, 1e-300, 1e300},
+      {"train.loss", K::Choice, "reverse_kl",
+       "training loss: reverse_kl (all models), deformation (cnf), elbo (nhf from samples)",
+       {"reverse_kl", "deformation", "elbo"}},
+      {"train.schedule", K::Choice, "cosine", "learning-rate schedule over train.steps", {"cosine", "constant"}},
+      {"train.final_lr_fraction", K::Real, "0", "cosine schedule: final lr as a fraction of train.lr", {}, 0, 1},
+      {"train.warmup_steps", K::Int, "0", "linear learning-rate warm-up steps", {}, 0, 1e12},
+      {"train.clip_norm", K::Real, "0", "clip the global gradient norm to this value (0: no clipping)", {}, 0, 1e300},
+      {"train.beta1", K::Real, "0.9", "Adam beta1", {}, 0, 0.999999},
+      {"train.beta2", K::Real, "0.999", "Adam beta2", {}, 0, 0.99999999},
+      {"train.eps", K::Real, "1e-8", "Adam epsilon", {}, 1e-300, 1},
+      {"train.snapshot_every", K::Int, "10", "steps between in-memory snapshots a non-finite step rolls back to", {},
+       1, 1e12},
+      {"train.nan_lr_factor", K::Real, "0.5", "learning-rate factor applied after each non-finite step", {}, 1e-6,
+       1},
+      {"train.nan_max_retries", K::Int, "5", "consecutive non-finite steps tolerated before the run stops", {}, 0,
+       1e6},
+
+      // ---- model
+      {"model.kind", K::Choice, "affine", "flow: affine (x = mu + L z; tests and baselines)", {"affine"}},
+      {"model.precision", K::Choice, "double", "floating-point precision of parameters and networks",
+       {"double", "float"}},
+
+      // ---- eval
+      {"eval.samples", K::Int, "4096", "global number of samples for each evaluation", {}, 1, 1e12},
+      {"eval.batch", K::Int, "4096", "samples per rank evaluated at once (memory bound)", {}, 1, 1e9},
+      {"eval.forward", K::Bool, "true", "also measure forward KL/ESS on exact target samples where they exist"},
 
       // ---- target
       {"target.name", K::Choice, "gmm4",

@@ -11,6 +11,7 @@
 
 #include "src/commands.hpp"
 #include "src/errors.hpp"
+#include "src/trainer.hpp"
 #include "src/version.hpp"
 
 namespace bf {
@@ -61,6 +62,9 @@ int main(int argc, char** argv) {
   } catch (const InputError& e) {
     if (env.root()) std::cerr << "boltzflow " << cmd->name << ": error: " << e.what() << "\n";
     return kExitBadInput;
+  } catch (const RunError& e) {
+    if (env.root()) std::cerr << "boltzflow " << cmd->name << ": failure: " << e.what() << "\n";
+    return kExitFailure;
   } catch (const std::exception& e) {
     std::cerr << "boltzflow " << cmd->name << " (rank " << env.rank() << "): failure: " << e.what() << "\n";
     return kExitFailure;

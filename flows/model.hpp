@@ -1,0 +1,82 @@
+// What the runner trains: a flow with one flat parameter buffer, a loss whose
+// per-sample terms and parameter gradients it computes on a rank's share of
+// the global batch, and samples with their log density for evaluation.
+//
+// Models know nothing of MPI: where a loss needs a batch-wide quantity (the
+// normalised trajectory weights of Máté Eq. 9, say) it asks the Collective
+// the runner hands in. Sample i of step s always draws its noise from
+// Philox(seed, purpose, s, i) with i the *global* index, so results do not
+// depend on how the batch is split.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "flows/parameters.hpp"
+#include "physics/distribution.hpp"
+
+namespace bf {
+
+/// Batch-wide sums across the processes sharing a batch (MPI in the runner;
+/// the identity in a single process).
+struct Collective {
+  virtual ~Collective() = default;
+  virtual void sum(double* values, int n) const = 0;
+  virtual void max(double* values, int n) const = 0;
+};
+
+/// The collective of a single process.
+struct LocalCollective final : Collective {
+  void sum(double*, int) const override {}
+  void max(double*, int) const override {}
+};
+
+/// Where a model's samples in a batch come from.
+struct BatchRef {
+  std::uint32_t seed = 0;
+  std::int64_t step = 0;       // training step (counter of the noise)
+  std::uint64_t first = 0;     // global index of this rank's first sample
+  int count = 0;               // this rank's samples
+  std::int64_t global = 0;     // samples in the whole batch
+};
+
+template <class T>
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::string kind() const = 0;
+  /// One line describing the architecture, for logs and checkpoints.
+  virtual std::string description() const = 0;
+  virtual const ParameterLayout& layout() const = 0;
+  virtual int dim() const = 0;
+  /// Largest per-rank batch the workspaces were sized for.
+  virtual int max_batch() const = 0;
+
+  /// Initial parameters as a pure function of the seed.
+  virtual void initialize(const Vector<T>& params, std::uint32_t seed) const {
+    initialize_parameters(layout(), params, seed);
+  }
+
+  /// The training loss on this rank's samples: adds Σ_i ∂ℓ_i/∂θ into grad and
+  /// returns Σ_i ℓ_i (the runner divides both by the global batch size).
+  virtual double loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& batch,
+                               const Collective& coll) = 0;
+
+  /// x(r, :) ~ q_θ for global samples first .. first + count − 1 and log q_θ(x).
+  virtual void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step,
+                      std::uint64_t first, const Matrix<double>& x, const Vector<double>& log_q) = 0;
+
+  /// Whether log q_θ can be evaluated at given points (forward KL/ESS).
+  virtual bool has_log_density() const { return false; }
+  virtual void log_density(const Vector<T>& params, const ConstMatrix<double>& x, const Vector<double>& log_q);
+};
+
+}  // namespace bf
+
+namespace bf {
+template <class T>
+void Model<T>::log_density(const Vector<T>&, const ConstMatrix<double>&, const Vector<double>&) {
+  throw std::logic_error(kind() + ": the density cannot be evaluated at given points");
+}
+}  // namespace bf

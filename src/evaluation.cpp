@@ -1,0 +1,53 @@
+#include "src/evaluation.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "src/metrics_mpi.hpp"
+
+namespace bf {
+
+template <class T>
+Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
+                          const Distribution& target, std::uint32_t seed, long long samples, bool forward) {
+  const Slice mine = split_range(samples, env.rank(), env.size());
+  const int d = target.dim();
+  const int chunk = std::max(1, model.max_batch());
+  Matrix<double> x("eval_x", std::min<long long>(chunk, std::max<long long>(1, mine.count())), d);
+  Vector<double> lq("eval_log_q", x.extent(0));
+  const bool fwd = forward && target.has_sampler() && std::isfinite(target.log_z()) && model.has_log_density();
+  MetricSums local;
+  bool first_chunk = true;
+  for (long long c0 = 0; c0 < mine.count() || first_chunk; c0 += chunk) {
+    const long long n = std::min<long long>(chunk, mine.count() - c0);
+    const auto xs = Kokkos::subview(x, std::make_pair(0LL, std::max(0LL, n)), Kokkos::ALL());
+    const auto ls = Kokkos::subview(lq, std::make_pair(0LL, std::max(0LL, n)));
+    Matrix<double> xv = xs;
+    Vector<double> lv = ls;
+    if (n > 0) model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(mine.begin + c0), xv, lv);
+    MetricSums s = metric_sums(target, xv, lv);
+    if (fwd) {
+      if (n > 0) {
+        target.sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin + c0), xv);
+        model.log_density(params, xv, lv);
+      }
+      add_forward_sums(s, target, xv, lv);
+    }
+    local = first_chunk ? s : merge(local, s);
+    first_chunk = false;
+    if (n <= 0) break;
+  }
+  Kokkos::fence();
+  Evaluation ev;
+  ev.local = finalize(local, target.modes());
+  ev.global = finalize(allreduce(local, env.comm()), target.modes());
+  for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target.modes()));
+  return ev;
+}
+
+template Evaluation evaluate_model<float>(const Environment&, Model<float>&, const Vector<float>&,
+                                          const Distribution&, std::uint32_t, long long, bool);
+template Evaluation evaluate_model<double>(const Environment&, Model<double>&, const Vector<double>&,
+                                           const Distribution&, std::uint32_t, long long, bool);
+
+}  // namespace bf

@@ -1,0 +1,28 @@
+// A checkpoint read on rank 0 and shared with every rank, with its resolved
+// configuration and target: what `evaluate`, `sample` and `inspect` start from.
+#pragma once
+
+#include <memory>
+
+#include "physics/distribution.hpp"
+#include "src/checkpoint.hpp"
+#include "src/config.hpp"
+#include "src/mpi_env.hpp"
+
+namespace bf {
+
+struct LoadedRun {
+  std::string path;
+  Checkpoint ckpt;
+  Config cfg;
+  std::unique_ptr<Distribution> target;
+};
+
+/// Collective. Bad or missing files raise InputError on every rank.
+LoadedRun load_run(const Environment& env, const std::string& checkpoint_path);
+
+/// Copies host values into a new device vector of the model precision.
+template <class T>
+Vector<T> device_parameters(const std::vector<double>& host);
+
+}  // namespace bf

@@ -1,0 +1,23 @@
+// From configuration keys to a flow model.
+#pragma once
+
+#include <memory>
+
+#include "flows/model.hpp"
+#include "src/config.hpp"
+
+namespace bf {
+
+/// The model cfg describes for `target`, with workspaces for `max_batch`
+/// samples per rank. Throws InputError naming the key on impossible values.
+template <class T>
+std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, int max_batch);
+
+/// Calls f(float{}) or f(double{}) as model.precision says.
+template <class F>
+auto with_precision(const Config& cfg, F&& f) {
+  if (cfg.get_string("model.precision") == "float") return f(float{});
+  return f(double{});
+}
+
+}  // namespace bf

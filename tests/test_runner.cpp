@@ -1,0 +1,292 @@
+// The runner end to end, through the real program under real MPI: bitwise
+// reproducibility, rank-count invariance, exact resume, SIGTERM, a checkpoint
+// killed while being written, the non-finite policy, bad input, and files
+// that standard tools read.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "src/checkpoint.hpp"
+#include "src/hdf5_util.hpp"
+#include "src/json.hpp"
+#include "src/run_dir.hpp"
+#include "tests/cli_helpers.hpp"
+
+using namespace bf;
+using bf::test::boltzflow;
+using bf::test::run;
+
+namespace {
+
+// A small real training: the affine flow on the asymmetric mixture.
+const std::string kSmall =
+    " --target.name gmm2asym --train.batch 64 --train.lr 0.02 --run.eval_every 10 --eval.samples 512 "
+    "--run.checkpoint_every 5";
+
+// A slower one (for signals): the affine flow on the 16-site φ⁴ ring.
+const std::string kSmallPhi4 =
+    " --target.name phi4 --train.lr 0.02 --eval.samples 512 --run.checkpoint_every 500";
+
+test::Result train(int ranks, const std::string& dir, const std::string& args) {
+  return run(boltzflow(ranks) + " train --out " + dir + kSmall + " " + args);
+}
+
+struct Row {
+  long long step;
+  double loss;
+};
+std::vector<Row> loss_rows(const std::string& dir, std::vector<long long>* all_steps = nullptr) {
+  std::vector<Row> rows;
+  std::istringstream in(test::read_file(dir + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) {
+    const Json j = Json::parse(line);
+    if (!j.contains("step")) continue;
+    if (all_steps) all_steps->push_back(j.at("step").integer());
+    if (j.contains("loss")) rows.push_back({j.at("step").integer(), j.at("loss").number()});
+  }
+  return rows;
+}
+
+void expect_same_state(const Checkpoint& a, const Checkpoint& b) {
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.adam_steps, b.adam_steps);
+  EXPECT_EQ(a.lr_factor, b.lr_factor);
+  ASSERT_EQ(a.parameters.size(), b.parameters.size());
+  for (std::size_t i = 0; i < a.parameters.size(); ++i) {
+    ASSERT_EQ(a.parameters[i], b.parameters[i]) << "parameter " << i;
+    ASSERT_EQ(a.adam_m[i], b.adam_m[i]) << "first moment " << i;
+    ASSERT_EQ(a.adam_v[i], b.adam_v[i]) << "second moment " << i;
+  }
+}
+
+void expect_unique_steps(const std::string& dir) {
+  std::vector<long long> steps;
+  loss_rows(dir, &steps);
+  std::vector<long long> sorted = steps;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_TRUE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end()) << dir << ": duplicated steps";
+  EXPECT_TRUE(std::is_sorted(steps.begin(), steps.end())) << dir << ": steps out of order";
+}
+
+}  // namespace
+
+TEST(Runner, SameRanksSameSeedIsBitwiseReproducible) {
+  const std::string d = test::temp_dir("repro");
+  auto a = train(2, d + "/a", "--train.steps 30");
+  ASSERT_EQ(a.code, 0) << a.output;
+  auto b = train(2, d + "/b", "--train.steps 30");
+  ASSERT_EQ(b.code, 0) << b.output;
+  expect_same_state(read_checkpoint(d + "/a/checkpoint.h5"), read_checkpoint(d + "/b/checkpoint.h5"));
+  const auto ra = loss_rows(d + "/a"), rb = loss_rows(d + "/b");
+  ASSERT_EQ(ra.size(), 30u);
+  for (std::size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].loss, rb[i].loss);
+}
+
+TEST(Runner, OneAndTwoRanksAgree) {
+  const std::string d = test::temp_dir("ranks");
+  auto a = train(1, d + "/np1", "--train.steps 30");
+  ASSERT_EQ(a.code, 0) << a.output;
+  auto b = train(2, d + "/np2", "--train.steps 30");
+  ASSERT_EQ(b.code, 0) << b.output;
+  const auto ra = loss_rows(d + "/np1"), rb = loss_rows(d + "/np2");
+  ASSERT_EQ(ra.size(), rb.size());
+  for (std::size_t i = 0; i < ra.size(); ++i)
+    EXPECT_LE(std::fabs(ra[i].loss - rb[i].loss), 1e-10 * std::fabs(ra[i].loss)) << "step " << ra[i].step;
+  // The same checkpoint sampled on 1 and 2 ranks gives identical samples.
+  auto s1 = run(boltzflow(1) + " sample --run " + d + "/np1 --samples 1001 --out " + d + "/s1.h5");
+  ASSERT_EQ(s1.code, 0) << s1.output;
+  auto s2 = run(boltzflow(2) + " sample --run " + d + "/np1 --samples 1001 --out " + d + "/s2.h5");
+  ASSERT_EQ(s2.code, 0) << s2.output;
+  h5::Handle f1 = h5::open_file(d + "/s1.h5"), f2 = h5::open_file(d + "/s2.h5");
+  for (const char* name : {"samples", "log_q", "log_w"}) {
+    const auto x1 = h5::read_array(f1, name), x2 = h5::read_array(f2, name);
+    ASSERT_EQ(x1.size(), x2.size());
+    for (std::size_t i = 0; i < x1.size(); ++i) ASSERT_EQ(x1[i], x2[i]) << name << " " << i;
+  }
+}
+
+TEST(Runner, ResumeIsBitwiseExact) {
+  const std::string d = test::temp_dir("resume");
+  auto full = train(2, d + "/full", "--train.steps 40");
+  ASSERT_EQ(full.code, 0) << full.output;
+  auto first = train(2, d + "/split", "--train.steps 40 --run.stop_at 17");
+  ASSERT_EQ(first.code, 0) << first.output;
+  EXPECT_EQ(read_checkpoint(d + "/split/checkpoint.h5").step, 17);
+  auto second = train(2, d + "/split", "--train.steps 40 --resume");
+  ASSERT_EQ(second.code, 0) << second.output;
+  expect_same_state(read_checkpoint(d + "/full/checkpoint.h5"), read_checkpoint(d + "/split/checkpoint.h5"));
+  expect_unique_steps(d + "/split");
+  const auto ra = loss_rows(d + "/full"), rb = loss_rows(d + "/split");
+  ASSERT_EQ(ra.size(), rb.size());
+  for (std::size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].loss, rb[i].loss) << "step " << ra[i].step;
+  // Resuming a finished run changes nothing.
+  auto again = train(2, d + "/split", "--train.steps 40 --resume");
+  EXPECT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("already complete"), std::string::npos);
+  expect_unique_steps(d + "/split");
+}
+
+TEST(Runner, SigtermCheckpointsAndResumesIdentically) {
+  const std::string d = test::temp_dir("sigterm");
+  const std::string slow = "--train.steps 2500 --target.shape 16 --train.batch 2048 --run.eval_every 0";
+  // Start a 2-rank run in the background and wait until it is training.
+  const std::string cmd = boltzflow(2) + " train --out " + d + "/run" + kSmallPhi4 + " " + slow + " > " + d +
+                          "/log.txt 2>&1; echo $? > " + d + "/exit_code";
+  ASSERT_EQ(std::system(("(" + cmd + ") &").c_str()), 0);
+  bool started = false;
+  for (int i = 0; i < 600 && !started; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const std::string m = test::read_file(d + "/run/metrics.jsonl");
+    started = std::count(m.begin(), m.end(), '\n') >= 50;
+  }
+  ASSERT_TRUE(started) << test::read_file(d + "/log.txt");
+  // Signal the ranks themselves, as SLURM does.
+  run("pkill -TERM -f '^" + std::string(BOLTZFLOW_BINARY) + " train --out " + d + "/run'");
+  for (int i = 0; i < 600 && !file_exists(d + "/exit_code"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(file_exists(d + "/exit_code"));
+  EXPECT_EQ(std::stoi(test::read_file(d + "/exit_code")), 3) << test::read_file(d + "/log.txt");
+  const Checkpoint stopped = read_checkpoint(d + "/run/checkpoint.h5");
+  EXPECT_GT(stopped.step, 0);
+  EXPECT_LT(stopped.step, 2500) << "the signal arrived mid-training";
+  auto resumed = run(boltzflow(2) + " train --out " + d + "/run" + kSmallPhi4 + " " + slow + " --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  auto full = run(boltzflow(2) + " train --out " + d + "/full" + kSmallPhi4 + " " + slow);
+  ASSERT_EQ(full.code, 0) << full.output;
+  expect_same_state(read_checkpoint(d + "/full/checkpoint.h5"), read_checkpoint(d + "/run/checkpoint.h5"));
+  expect_unique_steps(d + "/run");
+}
+
+TEST(Runner, CheckpointKilledWhileWritingLeavesThePreviousOne) {
+  const std::string d = test::temp_dir("torn");
+  // Die half-way through the second checkpoint write (step 5).
+  auto killed = run("BOLTZFLOW_FAULT_INJECT=checkpoint-write:2 " + boltzflow(1) + " train --out " + d + "/run" +
+                    kSmall + " --train.steps 20");
+  EXPECT_NE(killed.code, 0);
+  EXPECT_TRUE(file_exists(d + "/run/checkpoint.h5.tmp")) << "the torn file is the temporary one";
+  EXPECT_FALSE(is_checkpoint(d + "/run/checkpoint.h5.tmp"));
+  const Checkpoint previous = read_checkpoint(d + "/run/checkpoint.h5");
+  EXPECT_EQ(previous.step, 0);
+  auto resumed = train(1, d + "/run", "--train.steps 20 --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  auto full = train(1, d + "/full", "--train.steps 20");
+  ASSERT_EQ(full.code, 0) << full.output;
+  expect_same_state(read_checkpoint(d + "/full/checkpoint.h5"), read_checkpoint(d + "/run/checkpoint.h5"));
+  expect_unique_steps(d + "/run");
+}
+
+TEST(Runner, NonFiniteStepRollsBackAndLowersTheLearningRate) {
+  const std::string d = test::temp_dir("nan");
+  auto r = run("BOLTZFLOW_FAULT_INJECT=nan-at-step:7 " + boltzflow(2) + " train --out " + d + "/run" + kSmall +
+               " --train.steps 20 --train.snapshot_every 5");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("rolling back to step 5"), std::string::npos) << r.output;
+  const std::string m = test::read_file(d + "/run/metrics.jsonl");
+  EXPECT_NE(m.find("\"event\": \"nonfinite\""), std::string::npos);
+  expect_unique_steps(d + "/run");
+  EXPECT_EQ(loss_rows(d + "/run").size(), 20u);
+  EXPECT_EQ(read_checkpoint(d + "/run/checkpoint.h5").lr_factor, 0.5);
+  // A learning rate that diverges every time: the run stops, exit 1, the last good checkpoint intact.
+  auto bad = run(boltzflow(2) + " train --out " + d + "/diverge" + kSmall +
+                 " --train.steps 50 --train.lr 1e4 --train.nan_max_retries 2 --run.checkpoint_every 1000");
+  EXPECT_EQ(bad.code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("consecutive non-finite steps"), std::string::npos) << bad.output;
+  const Checkpoint good = read_checkpoint(d + "/diverge/checkpoint.h5");
+  EXPECT_EQ(good.step, 0);
+  for (double p : good.parameters) EXPECT_TRUE(std::isfinite(p));
+}
+
+TEST(Runner, BadInputExitsWithTwoAndOverwritesNothing) {
+  const std::string d = test::temp_dir("bad");
+  auto ok = train(1, d + "/run", "--train.steps 10");
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  const std::string before_ckpt = test::read_file(d + "/run/checkpoint.h5");
+  const std::string before_metrics = test::read_file(d + "/run/metrics.jsonl");
+  {
+    std::ofstream f(d + "/typo.ini");
+    f << "[train]\nstesp = 10\n";
+    std::ofstream g(d + "/malformed.ini");
+    g << "[train]\nbatch = lots\n";
+    std::ofstream h(d + "/foreign.h5");
+    h << "not hdf5 at all";
+  }
+  {
+    h5::Handle f = h5::create_file(d + "/other.h5");
+    h5::write_string(f, "hello", "world");
+  }
+  // A truncated copy of a real checkpoint.
+  run("head -c 2000 " + d + "/run/checkpoint.h5 > " + d + "/truncated.h5");
+  struct Case {
+    std::string args, needle;
+  };
+  const Case cases[] = {
+      {"train --config " + d + "/typo.ini --out " + d + "/x1", "did you mean 'train.steps'"},
+      {"train --config " + d + "/malformed.ini --out " + d + "/x2", "'lots' is not an integer"},
+      {"train --train.batch -5 --out " + d + "/x3", "train.batch = -5 is out of range"},
+      {"train --target.name gmm5 --out " + d + "/x4", "'gmm5' is not one of"},
+      {"train --train.lrr 0.1 --out " + d + "/x5", "did you mean '--train.lr'"},
+      {"train --config " + d + "/missing.ini --out " + d + "/x6", "cannot read config file"},
+      {"train --out " + d + "/run" + kSmall + " --train.steps 10", "already holds a run"},
+      {"train --out " + d + "/run" + kSmall + " --train.steps 10 --train.lr 0.5 --resume", "train.lr"},
+      {"train --out " + d + "/empty --resume", "no checkpoint to resume"},
+      {"evaluate --checkpoint " + d + "/missing.h5", "does not exist"},
+      {"evaluate --checkpoint " + d + "/truncated.h5", "truncated"},
+      {"evaluate --checkpoint " + d + "/foreign.h5", "not a readable HDF5 file"},
+      {"evaluate --checkpoint " + d + "/other.h5", "not a boltzflow checkpoint"},
+      {"evaluate --run " + d + "/run --checkpoint " + d + "/run/checkpoint.h5", "exactly one"},
+      {"sample --run " + d + "/run --samples 10 --out " + d + "/run/metrics.jsonl", "exists"},
+      {"inspect " + d + "/foreign.h5", "not an HDF5 file"},
+  };
+  for (std::size_t i = 0; i < std::size(cases); ++i) {
+    const auto& c = cases[i];
+    // Every case directly; the file cases also on 2 ranks, where rank 0 decides for all.
+    for (int ranks : {0, 2}) {
+      if (ranks == 2 && i < 6) continue;
+      const auto r = run(boltzflow(ranks) + " " + c.args);
+      EXPECT_EQ(r.code, 2) << c.args << "\n" << r.output;
+      EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    }
+  }
+  // --out at a different run (a config.ini that differs), without --resume.
+  make_dirs(d + "/other_run");
+  {
+    std::ofstream f(d + "/other_run/config.ini");
+    f << "[target]\nname = gmm9\n";
+  }
+  auto r = run(boltzflow(1) + " train --out " + d + "/other_run --train.steps 3");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("points at a different run"), std::string::npos) << r.output;
+  EXPECT_EQ(test::read_file(d + "/other_run/config.ini"), "[target]\nname = gmm9\n");
+  EXPECT_EQ(test::read_file(d + "/run/checkpoint.h5"), before_ckpt) << "nothing overwritten";
+  EXPECT_EQ(test::read_file(d + "/run/metrics.jsonl"), before_metrics) << "nothing overwritten";
+}
+
+TEST(Runner, FilesAreReadableByStandardTools) {
+  const std::string d = test::temp_dir("tools");
+  auto r = train(2, d + "/run", "--train.steps 12");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(run("h5dump -H " + d + "/run/checkpoint.h5").code, 0);
+  EXPECT_EQ(run("h5dump -d parameters " + d + "/run/checkpoint.h5").code, 0);
+  // JSON lines with Python's json module, line by line; JSON documents whole.
+  const std::string py = "python3 -c \"import json,sys; [json.loads(l) for f in sys.argv[1:] for l in open(f)]\" ";
+  const std::string pydoc = "python3 -c \"import json,sys; [json.load(open(f)) for f in sys.argv[1:]]\" ";
+  EXPECT_EQ(run(py + d + "/run/metrics.jsonl " + d + "/run/metrics-rank0.jsonl " + d + "/run/metrics-rank1.jsonl").code,
+            0);
+  auto e = run(boltzflow(2) + " evaluate --run " + d + "/run --eval.samples 1000 --json " + d + "/eval.json");
+  ASSERT_EQ(e.code, 0) << e.output;
+  EXPECT_EQ(run(pydoc + d + "/eval.json").code, 0);
+  const Json j = Json::parse(test::read_file(d + "/eval.json"));
+  for (const char* k : {"reverse_kl", "reverse_ess", "log_z", "log_z_stderr", "hausdorff", "mode_coverage_tv",
+                        "forward_kl", "forward_ess", "samples", "ranks", "per_rank"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j.at("samples").integer(), 1000);
+  EXPECT_EQ(j.at("per_rank").size(), 2u);
+  auto i = run(boltzflow() + " inspect " + d + "/run/checkpoint.h5");
+  EXPECT_EQ(i.code, 0);
+  EXPECT_NE(i.output.find("step            12"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("[configuration]"), std::string::npos);
+}
