@@ -1,6 +1,5 @@
 #include "physics/supernova.hpp"
 
-#include <Eigen/Dense>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -12,14 +11,34 @@ namespace bf {
 Supernova::Supernova(int grid) {
   const int n = jla::n_bins;
   if (n > SupernovaKernel::max_bins) throw std::logic_error("supernova: too many bins");
-  Eigen::MatrixXd c(n, n);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) c(i, j) = jla::covariance[i * n + j];
-  Eigen::LLT<Eigen::MatrixXd> llt(c);
-  if (llt.info() != Eigen::Success) throw std::runtime_error("supernova: JLA covariance is not positive definite");
-  const Eigen::MatrixXd ci = llt.solve(Eigen::MatrixXd::Identity(n, n));
+  // Cholesky C = L Lᵀ (31 x 31, once, on the host), then C⁻¹ = L⁻ᵀ L⁻¹ column by column.
+  std::vector<double> L(static_cast<std::size_t>(n) * n, 0.0), ci(static_cast<std::size_t>(n) * n, 0.0);
+  for (int j = 0; j < n; ++j) {
+    double d = jla::covariance[j * n + j];
+    for (int k = 0; k < j; ++k) d -= L[j * n + k] * L[j * n + k];
+    if (!(d > 0.0)) throw std::runtime_error("supernova: JLA covariance is not positive definite");
+    L[j * n + j] = std::sqrt(d);
+    for (int i = j + 1; i < n; ++i) {
+      double s = jla::covariance[i * n + j];
+      for (int k = 0; k < j; ++k) s -= L[i * n + k] * L[j * n + k];
+      L[i * n + j] = s / L[j * n + j];
+    }
+  }
+  std::vector<double> y(n);
+  for (int c = 0; c < n; ++c) {  // solve L y = e_c, then Lᵀ x = y
+    for (int i = 0; i < n; ++i) {
+      double s = i == c ? 1.0 : 0.0;
+      for (int k = 0; k < i; ++k) s -= L[i * n + k] * y[k];
+      y[i] = s / L[i * n + i];
+    }
+    for (int i = n - 1; i >= 0; --i) {
+      double s = y[i];
+      for (int k = i + 1; k < n; ++k) s -= L[k * n + i] * ci[k * n + c];
+      ci[i * n + c] = s / L[i * n + i];
+    }
+  }
   double logdet = 0.0;
-  for (int i = 0; i < n; ++i) logdet += 2.0 * std::log(llt.matrixL()(i, i));
+  for (int i = 0; i < n; ++i) logdet += 2.0 * std::log(L[i * n + i]);
 
   kernel_.n_bins = n;
   kernel_.log_norm = -0.5 * (logdet + n * kLog2Pi);
@@ -31,7 +50,7 @@ Supernova::Supernova(int grid) {
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) {
       // Symmetrise exactly so the quadratic form's gradient is C⁻¹ r.
-      const double v = 0.5 * (ci(i, j) + ci(j, i));
+      const double v = 0.5 * (ci[i * n + j] + ci[j * n + i]);
       h(i, j) = v;
       cinv_host_[static_cast<std::size_t>(i) * n + j] = v;
     }
