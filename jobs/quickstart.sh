@@ -13,7 +13,7 @@ if mpirun --version 2>/dev/null | grep -q "Open MPI"; then
   mpiflags+=(--oversubscribe)
   [ "$(id -u)" -eq 0 ] && mpiflags+=(--allow-run-as-root)
 fi
-# Main job (until training lands): score the exact sampler and an importance
-# proposal on the gmm4 mixture, metrics per rank and reduced across ranks.
-mpirun "${mpiflags[@]}" -np 2 build/boltzflow check --target gmm4 --samples 100000 "$@"
-mpirun "${mpiflags[@]}" -np 2 build/boltzflow check --target gmm4 --samples 100000 --proposal gauss "$@"
+# The main job: a training run on the built-in default configuration, in a
+# fresh run directory; extra arguments are passed on (e.g. --train.steps 200).
+out="runs/quickstart-$(date +%Y%m%d-%H%M%S)"
+mpirun "${mpiflags[@]}" -np 2 build/boltzflow train --out "$out" "$@"
