@@ -2,6 +2,7 @@
 
 #include <KokkosBlas3_gemm.hpp>
 #include <stdexcept>
+#include <type_traits>
 
 namespace bf {
 
@@ -42,9 +43,15 @@ typename Mlp<T>::Workspace Mlp<T>::workspace(int max_rows) const {
   int wmax = 0;
   for (int w : widths_) wmax = std::max(wmax, w);
   ws.act.resize(layers());
+  ws.d1.resize(layers());
+  ws.d2.resize(layers());
   for (int l = 0; l < layers(); ++l) {
     ws.pre.emplace_back("mlp_pre", max_rows, widths_[l + 1]);
     if (l > 0) ws.act[l] = Matrix<T>("mlp_act", max_rows, widths_[l]);
+    if (l + 1 < layers()) {
+      ws.d1[l] = Matrix<T>("mlp_d1", max_rows, widths_[l + 1]);
+      ws.d2[l] = Matrix<T>("mlp_d2", max_rows, widths_[l + 1]);
+    }
   }
   ws.adj[0] = Matrix<T>("mlp_adj0", max_rows, wmax);
   ws.adj[1] = Matrix<T>("mlp_adj1", max_rows, wmax);
@@ -53,23 +60,55 @@ typename Mlp<T>::Workspace Mlp<T>::workspace(int max_rows) const {
 
 namespace {
 
-// Value rows: a += b, h = σ(a); tangent rows: ḣ_k = σ'(a) ⊙ ȧ_k. One kernel
-// over (sample, column); a sample's 1 + k rows are adjacent.
-template <class T>
-void hidden_forward(Activation act, int batch, int k, const Rows<T>& pre, const Span<const T>& bias,
-                    const Rows<T>& out) {
+// The element-wise kernels come in two shapes. On host backends one
+// iteration is a sample and its columns are plain contiguous loops over raw
+// pointers, which the compiler vectorizes (the activations use vexp; measured
+// 2.4x faster than a loop over (sample, column) pairs at width 64, K = 0).
+// On GPU backends one thread is a (sample, column) pair, so a warp reads
+// consecutive columns.
+constexpr bool kHostKernels = std::is_same<ExecSpace::memory_space, Kokkos::HostSpace>::value;
+
+// Value rows: a += b, h = σ(a), caching σ'(a), σ''(a); tangent rows: ḣ_k = σ'(a) ⊙ ȧ_k.
+template <Activation A, class T>
+void hidden_forward(int batch, int k, const Rows<T>& pre, const Span<const T>& bias, const Rows<T>& out,
+                    const Matrix<T>& d1s, const Matrix<T>& d2s) {
   const int n = static_cast<int>(pre.extent(1));
-  Kokkos::parallel_for(
-      "bf::mlp_hidden_forward", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / n;
-        const int j = static_cast<int>(e - i * n);
-        const std::int64_t r0 = row_of(i, 0, k);
-        const T a = pre(r0, j) + bias(j);
-        pre(r0, j) = a;
-        T d1, d2;
-        out(r0, j) = activate(act, a, d1, d2);
-        for (int t = 1; t <= k; ++t) out(r0 + t, j) = d1 * pre(r0 + t, j);
-      });
+  if constexpr (kHostKernels) {
+    Kokkos::parallel_for(
+        "bf::mlp_hidden_forward", Policy(0, batch), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t r0 = row_of(i, 0, k);
+          T* a = &pre(r0, 0);
+          T* h = &out(r0, 0);
+          T* D1 = &d1s(i, 0);
+          T* D2 = &d2s(i, 0);
+          const T* b = bias.data();
+          for (int j = 0; j < n; ++j) {
+            const T aj = a[j] + b[j];
+            a[j] = aj;
+            h[j] = activate_fixed<A>(aj, D1[j], D2[j]);
+          }
+          for (int t = 1; t <= k; ++t) {
+            const T* at = &pre(r0 + t, 0);
+            T* ht = &out(r0 + t, 0);
+            for (int j = 0; j < n; ++j) ht[j] = D1[j] * at[j];
+          }
+        });
+  } else {
+    Kokkos::parallel_for(
+        "bf::mlp_hidden_forward", Policy(0, static_cast<std::int64_t>(batch) * n),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / n;
+          const int j = static_cast<int>(e - i * n);
+          const std::int64_t r0 = row_of(i, 0, k);
+          const T a = pre(r0, j) + bias(j);
+          pre(r0, j) = a;
+          T d1, d2;
+          out(r0, j) = activate_fixed<A>(a, d1, d2);
+          d1s(i, j) = d1;
+          d2s(i, j) = d2;
+          for (int t = 1; t <= k; ++t) out(r0 + t, j) = d1 * pre(r0 + t, j);
+        });
+  }
 }
 
 // Output layer (linear): bias on the value rows only.
@@ -84,26 +123,46 @@ void output_forward(int batch, int k, const Rows<T>& pre, const Span<const T>& b
       });
 }
 
-// In place on the output adjoints g of a hidden layer:
+// In place on the output adjoints g of a hidden layer, from the cached σ', σ'':
 //   â = σ'(a) ĥ' + Σ_k σ''(a) ȧ_k ḣ̂'_k (value rows),  ȧ̂_k = σ'(a) ḣ̂'_k (tangent rows).
 template <class T>
-void hidden_reverse(Activation act, int batch, int k, const Rows<const T>& pre, const Rows<T>& g) {
+void hidden_reverse(int batch, int k, const Rows<const T>& pre, const Matrix<T>& d1s, const Matrix<T>& d2s,
+                    const Rows<T>& g) {
   const int n = static_cast<int>(pre.extent(1));
-  Kokkos::parallel_for(
-      "bf::mlp_hidden_reverse", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / n;
-        const int j = static_cast<int>(e - i * n);
-        const std::int64_t r0 = row_of(i, 0, k);
-        T d1, d2;
-        activate(act, pre(r0, j), d1, d2);
-        T acc = d1 * g(r0, j);
-        for (int t = 1; t <= k; ++t) {
-          const T gt = g(r0 + t, j);
-          acc += d2 * pre(r0 + t, j) * gt;
-          g(r0 + t, j) = d1 * gt;
-        }
-        g(r0, j) = acc;
-      });
+  if constexpr (kHostKernels) {
+    Kokkos::parallel_for(
+        "bf::mlp_hidden_reverse", Policy(0, batch), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t r0 = row_of(i, 0, k);
+          T* g0 = &g(r0, 0);
+          const T* D1 = &d1s(i, 0);
+          const T* D2 = &d2s(i, 0);
+          for (int j = 0; j < n; ++j) g0[j] *= D1[j];
+          for (int t = 1; t <= k; ++t) {
+            T* gt = &g(r0 + t, 0);
+            const T* at = &pre(r0 + t, 0);
+            for (int j = 0; j < n; ++j) {
+              g0[j] += D2[j] * at[j] * gt[j];
+              gt[j] *= D1[j];
+            }
+          }
+        });
+  } else {
+    Kokkos::parallel_for(
+        "bf::mlp_hidden_reverse", Policy(0, static_cast<std::int64_t>(batch) * n),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / n;
+          const int j = static_cast<int>(e - i * n);
+          const std::int64_t r0 = row_of(i, 0, k);
+          const T d1 = d1s(i, j), d2 = d2s(i, j);
+          T acc = d1 * g(r0, j);
+          for (int t = 1; t <= k; ++t) {
+            const T gt = g(r0 + t, j);
+            acc += d2 * pre(r0 + t, j) * gt;
+            g(r0 + t, j) = d1 * gt;
+          }
+          g(r0, j) = acc;
+        });
+  }
 }
 
 // b̂_j += Σ_i â(value row of i, j).
@@ -136,7 +195,9 @@ Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k
     const Span<const T> bias = slice_vector(params, b_[l]);
     if (l + 1 < layers()) {
       const Rows<T> out = rows_of<T>(ws.act[l + 1], 0, rows);
-      hidden_forward<T>(act_, batch, k, pre, bias, out);
+      with_activation(act_, [&](auto a) {
+        hidden_forward<decltype(a)::value, T>(batch, k, pre, bias, out, ws.d1[l], ws.d2[l]);
+      });
       x = out;
     } else {
       output_forward<T>(batch, k, pre, bias);
@@ -165,7 +226,7 @@ void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& 
     // R̂ = Â W, then back through the activation of the layer below.
     const Rows<T> gp(ws.adj[cur].data(), rows, widths_[l]);
     gemm<T>("N", "N", T(1), g, slice_matrix(params, w_[l]), T(0), gp);
-    hidden_reverse<T>(act_, batch, k, rows_of<const T>(ws.pre[l - 1], 0, rows), gp);
+    hidden_reverse<T>(batch, k, rows_of<const T>(ws.pre[l - 1], 0, rows), ws.d1[l - 1], ws.d2[l - 1], gp);
     g = gp;
     cur ^= 1;
   }

@@ -51,6 +51,7 @@ class Mlp {
     int max_rows = 0;
     std::vector<Matrix<T>> pre;  // [l]: pre-activations of layer l (value rows include the bias)
     std::vector<Matrix<T>> act;  // [l]: input rows of layer l, l >= 1
+    std::vector<Matrix<T>> d1, d2;  // [l]: σ'(a), σ''(a) of hidden layer l's value rows
     Matrix<T> adj[2];            // ping-pong adjoint buffers
     Rows<const T> input;         // the caller's input rows of the last forward
     int batch = 0, k = 0;

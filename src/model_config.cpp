@@ -1,8 +1,34 @@
 #include "src/model_config.hpp"
 
 #include "flows/affine.hpp"
+#include "flows/cnf.hpp"
+#include "physics/targets.hpp"
 
 namespace bf {
+
+std::shared_ptr<const Distribution> make_base(const Config& cfg, int dim) {
+  BaseSpec b;
+  b.kind = cfg.get_string("base.kind");
+  b.sigma = cfg.get_real("base.sigma");
+  b.power = cfg.get_real("base.power");
+  b.scale = cfg.get_real("base.scale");
+  b.half_width = cfg.get_real("base.half_width");
+  b.beta = cfg.get_real("base.beta");
+  try {
+    return std::shared_ptr<const Distribution>(bf::make_base(b, dim));
+  } catch (const std::invalid_argument& e) {
+    throw InputError(std::string("base: ") + e.what());
+  }
+}
+
+namespace {
+std::vector<int> widths(const Config& cfg, const std::string& key) {
+  std::vector<int> w;
+  for (long long v : cfg.get_ints(key)) w.push_back(static_cast<int>(v));
+  if (w.empty()) throw InputError(key + ": needs at least one hidden width");
+  return w;
+}
+}  // namespace
 
 template <class T>
 std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, int max_batch) {
@@ -13,6 +39,26 @@ std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, in
       if (loss != "reverse_kl")
         throw InputError("train.loss = " + loss + " is not available for model.kind = affine (use reverse_kl)");
       return std::make_unique<AffineFlow<T>>(target, max_batch);
+    }
+    if (kind == "cnf") {
+      if (loss != "deformation" && loss != "reverse_kl")
+        throw InputError("train.loss = " + loss + " is not available for model.kind = cnf (deformation or reverse_kl)");
+      CnfSpec s;
+      s.kernels = static_cast<int>(cfg.get_int("model.kernels"));
+      s.hidden = widths(cfg, "model.hidden");
+      s.activation = parse_activation(cfg.get_string("model.activation"));
+      s.time_input = cfg.get_bool("model.time_input");
+      s.trainable = cfg.get_string("model.interpolation") == "trainable";
+      s.g_hidden = cfg.is_set("model.g_hidden") ? widths(cfg, "model.g_hidden") : s.hidden;
+      s.c_hidden = widths(cfg, "model.c_hidden");
+      s.steps = static_cast<int>(cfg.get_int("model.integration_steps"));
+      s.deformation = loss == "deformation";
+      s.importance_weights = cfg.get_string("model.trajectory_weights") == "importance";
+      s.time_chunk = static_cast<int>(cfg.get_int("model.time_chunk"));
+      s.output_gain = cfg.get_real("model.output_gain");
+      if (!s.deformation && s.trainable)
+        throw InputError("model.interpolation = trainable needs train.loss = deformation");
+      return std::make_unique<CnfFlow<T>>(target, make_base(cfg, target.dim()), s, max_batch);
     }
   } catch (const std::invalid_argument& e) {
     throw InputError(std::string("model: ") + e.what());

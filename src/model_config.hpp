@@ -13,6 +13,9 @@ namespace bf {
 template <class T>
 std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, int max_batch);
 
+/// The base distribution (cnf) or prior (nhf) of the [base] keys in dimension dim.
+std::shared_ptr<const Distribution> make_base(const Config& cfg, int dim);
+
 /// Calls f(float{}) or f(double{}) as model.precision says.
 template <class F>
 auto with_precision(const Config& cfg, F&& f) {

@@ -1,0 +1,116 @@
+// Deformation-trajectory continuous normalizing flow (Máté & Fleuret 2023;
+// PHYSICS.md §4).
+//
+//   interpolation   f_t = (1 − t) f0 + t f1 [+ t(1 − t) g_t]      (linear [trainable])
+//   trajectories    dx/dt = V_t(x), x(0) = z ~ p0,  d log q/dt = −∇·V_t(x)
+//   error           E = ∂_t f_t + ⟨∇f_t, V_t⟩ − ∇·V_t + C_t
+//   loss            mean_z w(z) (1/S) Σ_s L(E(x_s, t_s)),  L(E) = |E| + E²
+//   baseline        reverse KL, mean_z [log q(x_1) + f1(x_1)], gradients through the trajectory
+//
+// V_t, g_t and C_t are time mixtures of MLPs (TimeMixture, swish); the
+// divergence is exact (D axis tangents), ∂_t g is a time tangent, ∇g the axis
+// tangents. The deformation loss stops gradients through the positions (the
+// error is a pointwise PDE residual), as the authors' code does; trajectory
+// weights are 1 by default, the per-batch normalised importance weights of
+// Eq. 9 an option (PHYSICS.md §4 says why).
+//
+// Integrator: fixed-step RK4 on the augmented state (x, log q), N steps of
+// h = 1/N, N + 1 points t_n = n h:
+//   k1 = V(x_n, t_n)             d1 = ∇·V(x_n, t_n)
+//   k2 = V(x_n + h/2 k1, t_n + h/2)   (d2 likewise at the same point)
+//   k3 = V(x_n + h/2 k2, t_n + h/2)
+//   k4 = V(x_n + h k3,   t_n + h)
+//   x_{n+1} = x_n + h/6 (k1 + 2 k2 + 2 k3 + k4),  log q_{n+1} = log q_n − h/6 (d1 + 2 d2 + 2 d3 + d4)
+// The reverse-KL gradient is the exact discrete adjoint of this scheme. It
+// stores the 4 N stage points of the forward pass (O(N B D) numbers, no
+// network activations) and, per stage in reverse order, re-runs that stage's
+// forward to refill the network's cache before its reverse pass.
+#pragma once
+
+#include <memory>
+
+#include "flows/model.hpp"
+#include "flows/time_mixture.hpp"
+
+namespace bf {
+
+struct CnfSpec {
+  int kernels = 4;
+  std::vector<int> hidden{64, 64};
+  Activation activation = Activation::swish;
+  bool time_input = true;
+  bool trainable = false;                 // trainable interpolation g_t
+  std::vector<int> g_hidden{64, 64};
+  std::vector<int> c_hidden{32};
+  int steps = 50;                         // RK4 steps (steps + 1 trajectory points)
+  bool deformation = true;                // false: reverse-KL baseline
+  bool importance_weights = false;        // Eq. 9 weights (per-batch normalised)
+  int time_chunk = 1;                     // trajectory points evaluated at once in the loss
+  double output_gain = 1.0;               // init scale of V's last layer
+};
+
+/// The terms of the deformation error at points x (n x D) and one time t.
+struct DeformationTerms {
+  std::vector<double> f, dt_f, grad_f, div_v, c, v, e;  // per sample ([n]; grad_f and v [n x D])
+};
+
+template <class T>
+class CnfFlow final : public Model<T> {
+ public:
+  CnfFlow(const Distribution& target, std::shared_ptr<const Distribution> base, const CnfSpec& spec, int max_batch);
+
+  std::string kind() const override { return "cnf"; }
+  std::string description() const override;
+  const ParameterLayout& layout() const override { return layout_; }
+  int dim() const override { return dim_; }
+  int max_batch() const override { return max_batch_; }
+  void initialize(const Vector<T>& params, std::uint32_t seed) const override;
+
+  double loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& batch,
+                       const Collective& coll) override;
+  void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first,
+              const Matrix<double>& x, const Vector<double>& log_q) override;
+  bool has_log_density() const override { return true; }
+  void log_density(const Vector<T>& params, const ConstMatrix<double>& x, const Vector<double>& log_q) override;
+
+  /// The error terms at (x, t) for tests and diagnostics (host copies).
+  DeformationTerms terms(const Vector<T>& params, const std::vector<double>& x, double t);
+  /// Integrates n ≤ max_batch points z forward (t: 0 → 1) or backward (1 → 0), returning
+  /// the end points and ∫ ∇·V dt along the path (host copies, for tests).
+  void integrate(const Vector<T>& params, std::vector<double>& x, std::vector<double>& div_integral, bool backward);
+
+  const CnfSpec& spec() const { return spec_; }
+
+ private:
+  // V (and, with with_div, ∇·V through D axis tangents) at n points, one time each.
+  void eval_velocity(const Vector<T>& params, int n, const Rows<const T>& x, const Span<const T>& t,
+                     const Rows<T>& out_v, const Span<T>& out_div, bool with_div);
+  // RK4 from rows x (n x D) at t0 with step h (negative: backward) for `steps` steps,
+  // accumulating h/6 Σ c_i ∇·V into div_int when with_div; stores the trajectory
+  // points when store_traj and the stage points when store_stages.
+  void rk4(const Vector<T>& params, int n, const Rows<T>& x, const Span<T>& div_int, double t0, double h,
+           bool with_div, bool store_traj, bool store_stages);
+  double deformation_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& weight);
+  double reverse_kl_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& log_q0);
+
+  const Distribution& target_;
+  std::shared_ptr<const Distribution> base_ptr_;
+  const Distribution& base_;
+  CnfSpec spec_;
+  int dim_, max_batch_;
+  ParameterLayout layout_;
+  std::unique_ptr<TimeMixture<T>> v_, g_, c_;
+  typename TimeMixture<T>::Workspace wv_, wg_, wc_;
+  // buffers, sized once (B = max_batch, C = time_chunk)
+  Matrix<double> zd_;                 // base samples [B x D]
+  Matrix<T> x_, xs_, k_, acc_;        // RK4 state, stage point, stage velocity, Σ c_i k_i   [B x D]
+  Matrix<T> traj_;                    // trajectory points [(N + 1) B x D] (deformation loss)
+  Matrix<T> stages_;                  // stage points [4 N B x D] (reverse-KL adjoint)
+  Matrix<T> vrows_, grows_, crows_;   // network input rows [x, t] with tangents
+  Matrix<T> adj_v_, adj_g_, adj_c_;   // network output adjoints
+  Matrix<T> grad0_, grad1_;           // ∇f0, ∇f1 [C B x D]
+  Matrix<T> lam_, lam_new_, kbar_, adj_in_;  // discrete adjoint
+  Vector<T> div_, dacc_, divint_, t_, e0_, e1_, w_, lq0_;
+};
+
+}  // namespace bf
