@@ -438,7 +438,24 @@ double CnfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   } else {
     fill_value<T>(w, n, T(1));
   }
+  last_count_ = n;
   return deformation_loss(params, grad, n, w);
+}
+
+template <class T>
+std::vector<double> CnfFlow<T>::last_trajectory_point(int n) const {
+  if (!spec_.deformation || last_count_ == 0) throw std::logic_error("cnf: no deformation trajectory stored");
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), traj_);
+  std::vector<double> out;
+  for (int i = 0; i < last_count_; ++i)
+    for (int j = 0; j < dim_; ++j) out.push_back(static_cast<double>(h(static_cast<std::int64_t>(n) * last_count_ + i, j)));
+  return out;
+}
+
+template <class T>
+double CnfFlow<T>::deformation_loss_on_last_trajectory(const Vector<T>& params, const Vector<T>& grad) {
+  if (!spec_.deformation || last_count_ == 0) throw std::logic_error("cnf: no deformation trajectory to reuse");
+  return deformation_loss(params, grad, last_count_, first(w_, last_count_));
 }
 
 template <class T>

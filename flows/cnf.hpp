@@ -79,6 +79,15 @@ class CnfFlow final : public Model<T> {
   /// the end points and ∫ ∇·V dt along the path (host copies, for tests).
   void integrate(const Vector<T>& params, std::vector<double>& x, std::vector<double>& div_integral, bool backward);
 
+  /// The deformation loss and its gradient on the trajectory points of the
+  /// last loss_and_grad call (weights held too): the loss as a function of the
+  /// parameters with the positions fixed, which is what the deformation
+  /// gradient differentiates (positions carry no gradient). For tests.
+  double deformation_loss_on_last_trajectory(const Vector<T>& params, const Vector<T>& grad);
+
+  /// Host copy of the trajectory point n (0 … steps) of the last deformation-loss call ([count x D]).
+  std::vector<double> last_trajectory_point(int n) const;
+
   const CnfSpec& spec() const { return spec_; }
 
  private:
@@ -98,6 +107,7 @@ class CnfFlow final : public Model<T> {
   const Distribution& base_;
   CnfSpec spec_;
   int dim_, max_batch_;
+  int last_count_ = 0;
   ParameterLayout layout_;
   std::unique_ptr<TimeMixture<T>> v_, g_, c_;
   typename TimeMixture<T>::Workspace wv_, wg_, wc_;

@@ -24,12 +24,14 @@ namespace {
 
 // A small real training: the affine flow on the asymmetric mixture.
 const std::string kSmall =
-    " --target.name gmm2asym --train.batch 64 --train.lr 0.02 --run.eval_every 10 --eval.samples 512 "
+    " --model.kind affine --train.loss reverse_kl --model.precision double --train.schedule cosine "
+    "--target.name gmm2asym --train.batch 64 --train.lr 0.02 --run.eval_every 10 --eval.samples 512 "
     "--run.checkpoint_every 5";
 
 // A slower one (for signals): the affine flow on the 16-site φ⁴ ring.
 const std::string kSmallPhi4 =
-    " --target.name phi4 --train.lr 0.02 --eval.samples 512 --run.checkpoint_every 500";
+    " --model.kind affine --train.loss reverse_kl --model.precision double --train.schedule cosine "
+    "--target.name phi4 --train.lr 0.02 --eval.samples 512 --run.checkpoint_every 500";
 
 test::Result train(int ranks, const std::string& dir, const std::string& args) {
   return run(boltzflow(ranks) + " train --out " + dir + kSmall + " " + args);

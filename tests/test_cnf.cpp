@@ -1,0 +1,280 @@
+// The deformation-trajectory CNF: every piece of the deformation error and
+// both losses' parameter gradients against central finite differences, RK4
+// against a linear field's closed form, backward integration against forward.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "flows/cnf.hpp"
+#include "physics/targets.hpp"
+#include "tests/test_helpers.hpp"
+
+using namespace bf;
+using bf::test::TestRng;
+
+namespace {
+
+std::vector<double> host(const Vector<double>& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<double>(h.data(), h.data() + h.extent(0));
+}
+Vector<double> device(const std::vector<double>& v) {
+  Vector<double> d("d", v.size());
+  auto h = Kokkos::create_mirror_view(d);
+  for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+double central(const std::function<double(double)>& f, double h = 1e-4) {
+  auto c = [&](double s) { return (f(s) - f(-s)) / (2 * s); };
+  return (4 * c(h / 2) - c(h)) / 3;
+}
+void expect_close(double fd, double an, double scale, double tol, const std::string& what) {
+  EXPECT_LE(std::fabs(fd - an), tol * std::fmax(std::fabs(an), scale)) << what << ": fd " << fd << " vs " << an;
+}
+
+struct CnfSetup {
+  std::unique_ptr<Distribution> target;
+  std::unique_ptr<CnfFlow<double>> flow;
+  std::vector<double> params;
+};
+
+CnfSetup make(const std::string& target, bool deformation, bool trainable, int steps = 6, int batch = 5) {
+  CnfSetup s;
+  TargetSpec ts;
+  ts.name = target;
+  if (target == "phi4") ts.phi4.shape = {3};
+  s.target = make_target(ts);
+  CnfSpec spec;
+  spec.kernels = 3;
+  spec.hidden = {7, 6};
+  spec.g_hidden = {5};
+  spec.c_hidden = {4};
+  spec.steps = steps;
+  spec.deformation = deformation;
+  spec.trainable = trainable;
+  spec.time_chunk = 3;
+  std::shared_ptr<const Distribution> base =
+      target == "phi4" ? std::shared_ptr<const Distribution>(std::make_unique<GeneralizedGaussian>(3, 2.0, 4.0))
+                       : std::shared_ptr<const Distribution>(GeneralizedGaussian::gaussian(2, 1.5));
+  s.flow = std::make_unique<CnfFlow<double>>(*s.target, base, spec, batch);
+  Vector<double> p("p", s.flow->layout().size());
+  s.flow->initialize(p, 3u);
+  s.params = host(p);
+  // Non-zero everywhere (g starts at zero by design; biases too): perturb.
+  TestRng r(5);
+  for (double& v : s.params) v += 0.2 * r.normal();
+  return s;
+}
+
+}  // namespace
+
+TEST(Cnf, DeformationErrorPiecesMatchFiniteDifferences) {
+  for (const std::string target : {"gmm2asym", "phi4"}) {
+    for (bool trainable : {false, true}) {
+      CnfSetup s = make(target, true, trainable);
+      const int D = s.target->dim(), n = 3;
+      TestRng r(9);
+      std::vector<double> x(static_cast<std::size_t>(n) * D);
+      for (double& v : x) v = 1.5 * r.normal();
+      const double t = 0.37;
+      const Vector<double> p = device(s.params);
+      const DeformationTerms T0 = s.flow->terms(p, x, t);
+      for (int i = 0; i < n; ++i) {
+        const std::string where = target + (trainable ? " trainable" : " linear") + " sample " + std::to_string(i);
+        expect_close(central([&](double h) { return s.flow->terms(p, x, t + h).f[i]; }), T0.dt_f[i], 1e-3, 1e-7,
+                     "d/dt f_t, " + where);
+        double trace = 0;
+        for (int j = 0; j < D; ++j) {
+          expect_close(central([&](double h) {
+                         std::vector<double> y = x;
+                         y[i * D + j] += h;
+                         return s.flow->terms(p, y, t).f[i];
+                       }),
+                       T0.grad_f[i * D + j], 1e-3, 1e-7, "grad f_t, " + where);
+          trace += central([&](double h) {
+            std::vector<double> y = x;
+            y[i * D + j] += h;
+            return s.flow->terms(p, y, t).v[i * D + j];
+          });
+        }
+        expect_close(trace, T0.div_v[i], 1e-3, 1e-7, "div V_t, " + where);
+        // C_t depends on t alone.
+        std::vector<double> y = x;
+        for (double& v : y) v += 0.5;
+        EXPECT_EQ(s.flow->terms(p, y, t).c[i], T0.c[i]) << where;
+        double gv = 0;
+        for (int j = 0; j < D; ++j) gv += T0.grad_f[i * D + j] * T0.v[i * D + j];
+        EXPECT_NEAR(T0.e[i], T0.dt_f[i] + gv - T0.div_v[i] + T0.c[i], 1e-12) << where;
+      }
+    }
+  }
+}
+
+TEST(Cnf, LossGradientsMatchFiniteDifferences) {
+  struct Case {
+    std::string target;
+    bool deformation, trainable;
+  };
+  for (const Case& c : {Case{"gmm2asym", true, false}, Case{"gmm2asym", true, true}, Case{"phi4", true, true},
+                       Case{"gmm2asym", false, false}, Case{"phi4", false, false}}) {
+    CnfSetup s = make(c.target, c.deformation, c.trainable);
+    BatchRef b;
+    b.seed = 11;
+    b.step = 4;
+    b.first = 100;
+    b.count = 5;
+    b.global = 5;
+    LocalCollective coll;
+    // The deformation loss differentiates with the trajectory positions held
+    // fixed (no gradient through them); the reverse KL through everything.
+    auto loss = [&](const std::vector<double>& q) {
+      Vector<double> g("g", q.size());
+      return c.deformation ? s.flow->deformation_loss_on_last_trajectory(device(q), g)
+                           : s.flow->loss_and_grad(device(q), g, b, coll);
+    };
+    Vector<double> grad("grad", s.params.size());
+    const double l0 = s.flow->loss_and_grad(device(s.params), grad, b, coll);
+    const auto g = host(grad);
+    if (c.deformation) {
+      Vector<double> g2("g2", s.params.size());
+      EXPECT_EQ(s.flow->deformation_loss_on_last_trajectory(device(s.params), g2), l0);
+      EXPECT_EQ(host(g2), g) << "the same loss and gradient on the stored trajectory";
+    }
+    TestRng r(13);
+    const std::string what = c.target + (c.deformation ? (c.trainable ? " deformation/trainable" : " deformation/linear")
+                                                       : " reverse KL");
+    for (int trial = 0; trial < 3; ++trial) {
+      std::vector<double> u(s.params.size());
+      double dot = 0;
+      for (std::size_t i = 0; i < u.size(); ++i) u[i] = r.normal(), dot += u[i] * g[i];
+      const double fd = central(
+          [&](double h) {
+            std::vector<double> q = s.params;
+            for (std::size_t i = 0; i < q.size(); ++i) q[i] += h * u[i];
+            return loss(q);
+          },
+          1e-5);
+      expect_close(fd, dot, 1e-3, 1e-6, what);
+    }
+  }
+}
+
+// V(x, t) = A x exactly (identity activations, t ignored): RK4 gives
+// x_N = P(hA)^N z with P(M) = I + M + M²/2 + M³/6 + M⁴/24, and log q drops by
+// tr A exactly; both close to the exact flow e^A z.
+TEST(Cnf, Rk4MatchesTheLinearFieldClosedForm) {
+  const int D = 2, N = 20;
+  TargetSpec ts;
+  ts.name = "gmm2asym";
+  auto target = make_target(ts);
+  CnfSpec spec;
+  spec.kernels = 2;
+  spec.hidden = {D};
+  spec.activation = Activation::identity;
+  spec.steps = N;
+  spec.deformation = false;
+  CnfFlow<double> flow(*target, GeneralizedGaussian::gaussian(D, 1.0), spec, 4);
+  const double A[2][2] = {{-0.3, 0.8}, {-0.5, 0.2}};
+  std::vector<double> p(flow.layout().size(), 0.0);
+  for (int k = 0; k < 2; ++k) {
+    const auto& w0 = flow.layout().slice("V.k" + std::to_string(k) + ".W0");
+    const auto& w1 = flow.layout().slice("V.k" + std::to_string(k) + ".W1");
+    for (int i = 0; i < D; ++i) p[w0.offset + i * (D + 1) + i] = 1.0;  // h = x (t column 0)
+    for (int i = 0; i < D; ++i)
+      for (int j = 0; j < D; ++j) p[w1.offset + i * D + j] = A[i][j];
+  }
+  const Vector<double> params = device(p);
+  std::vector<double> x{0.7, -1.1, 2.0, 0.3}, div;
+  const std::vector<double> z = x;
+  flow.integrate(params, x, div, false);
+  // P(hA)^N z on the host.
+  const double h = 1.0 / N;
+  for (int s = 0; s < 2; ++s) {
+    double v[2] = {z[2 * s], z[2 * s + 1]};
+    for (int n = 0; n < N; ++n) {
+      double term[2] = {v[0], v[1]}, acc[2] = {v[0], v[1]};
+      for (int k = 1; k <= 4; ++k) {
+        const double t0 = h * (A[0][0] * term[0] + A[0][1] * term[1]) / k;
+        const double t1 = h * (A[1][0] * term[0] + A[1][1] * term[1]) / k;
+        term[0] = t0, term[1] = t1;
+        acc[0] += t0, acc[1] += t1;
+      }
+      v[0] = acc[0], v[1] = acc[1];
+    }
+    EXPECT_NEAR(x[2 * s], v[0], 1e-13);
+    EXPECT_NEAR(x[2 * s + 1], v[1], 1e-13);
+    EXPECT_NEAR(div[s], A[0][0] + A[1][1], 1e-13) << "∫ div V dt = tr A";
+  }
+  // And close to e^A z (RK4 error O(h⁴)): e^A by a long Taylor series.
+  double E[2][2] = {{1, 0}, {0, 1}}, T[2][2] = {{1, 0}, {0, 1}};
+  for (int k = 1; k < 30; ++k) {
+    double U[2][2];
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) U[i][j] = (T[i][0] * A[0][j] + T[i][1] * A[1][j]) / k;
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) T[i][j] = U[i][j], E[i][j] += U[i][j];
+  }
+  EXPECT_NEAR(x[0], E[0][0] * z[0] + E[0][1] * z[1], 1e-6);
+  EXPECT_NEAR(x[1], E[1][0] * z[0] + E[1][1] * z[1], 1e-6);
+  // The sampler's log q is log p0(z) − tr A.
+  Matrix<double> xs("xs", 3, D);
+  Vector<double> lq("lq", 3);
+  flow.sample(params, 7u, Purpose::test, 0, 0, xs, lq);
+  Matrix<double> zs("zs", 3, D);
+  GeneralizedGaussian::gaussian(D, 1.0)->sample(7u, Purpose::test, 0, 0, zs);
+  Vector<double> lp0("lp0", 3);
+  GeneralizedGaussian::gaussian(D, 1.0)->log_density(zs, lp0);
+  const auto hl = host(lq), hp = host(lp0);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(hl[i], hp[i] - (A[0][0] + A[1][1]), 1e-12);
+}
+
+TEST(Cnf, BackwardIntegrationInvertsForward) {
+  for (const std::string target : {"gmm2asym", "phi4"}) {
+    CnfSetup s = make(target, false, false, 50, 6);
+    const Vector<double> p = device(s.params);
+    const int D = s.target->dim();
+    TestRng r(17);
+    std::vector<double> z(6 * static_cast<std::size_t>(D));
+    for (double& v : z) v = r.normal();
+    std::vector<double> x = z, fwd, bwd;
+    s.flow->integrate(p, x, fwd, false);
+    s.flow->integrate(p, x, bwd, true);
+    for (std::size_t i = 0; i < z.size(); ++i) EXPECT_NEAR(x[i], z[i], 1e-6) << target;
+    for (int i = 0; i < 6; ++i) EXPECT_NEAR(fwd[i], -bwd[i], 1e-6) << target;
+    // log q at the end points (backward) equals the sampler's log q (forward).
+    Matrix<double> xs("xs", 6, D);
+    Vector<double> lq("lq", 6), lqb("lqb", 6);
+    s.flow->sample(p, 3u, Purpose::test, 0, 0, xs, lq);
+    s.flow->log_density(p, xs, lqb);
+    const auto a = host(lq), b = host(lqb);
+    for (int i = 0; i < 6; ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << target;
+  }
+}
+
+// The deformation loss trains V on the trajectories the sampler follows: its
+// stored trajectory (integrated without the divergence) ends where the
+// sampler's samples (integrated with it) end, for the same base draws.
+TEST(Cnf, LossTrajectoryIsTheSamplersTrajectory) {
+  CnfSetup s = make("gmm2asym", true, true, 10, 5);
+  const Vector<double> p = device(s.params);
+  BatchRef b;
+  b.seed = 21;
+  b.step = 3;
+  b.first = 40;
+  b.count = 5;
+  b.global = 5;
+  Vector<double> g("g", s.params.size());
+  s.flow->loss_and_grad(p, g, b, LocalCollective());
+  const auto start = s.flow->last_trajectory_point(0), end = s.flow->last_trajectory_point(10);
+  std::vector<double> x = start, div;
+  s.flow->integrate(p, x, div, false);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], end[i], 1e-13);
+  // The start points are the base samples of (seed, base_sample, step, global index).
+  Matrix<double> z("z", 5, 2);
+  GeneralizedGaussian::gaussian(2, 1.5)->sample(21u, Purpose::base_sample, 3, 40, z);
+  const auto hz = test::host_rows(z);
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 2; ++j) EXPECT_EQ(start[i * 2 + j], hz[i][j]);
+}
