@@ -11,6 +11,8 @@ packages=(
   libeigen3-dev libboost-program-options-dev libgtest-dev
   libopenblas0-pthread libopenblas-dev                    # BLAS behind KokkosBlas::gemm
   librandom123-dev                                        # test oracle for Philox
+  slurm-wlm munge                                         # job scripts, tested on a local single-node SLURM
+  python3                                                 # tests read JSON with a standard parser
 )
 
 missing=()

@@ -14,7 +14,8 @@ namespace bf {
 int cmd_inspect(Environment& env, const std::vector<std::string>& args) {
   po::options_description desc;
   desc.add_options()("help,h", "show this help and exit")("file", po::value<std::string>(), "the HDF5 file")(
-      "rows", po::value<int>()->default_value(5), "metrics rows to show (the last ones)");
+      "rows", po::value<int>()->default_value(5), "metrics rows to show (the last ones)")(
+      "step", "print only the checkpoint's step (for scripts)");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -38,6 +39,10 @@ int cmd_inspect(Environment& env, const std::vector<std::string>& args) {
   std::ostringstream os;
   if (is_checkpoint(path)) {
     const Checkpoint c = read_checkpoint(path);
+    if (vm.count("step")) {
+      std::cout << c.step << "\n";
+      return kExitOk;
+    }
     os << path << ": boltzflow checkpoint\n"
        << "  step            " << c.step << "\n  adam steps      " << c.adam_steps << "\n  lr factor       "
        << c.lr_factor << "\n  seed            " << c.seed << "\n  parameters      " << c.parameters.size()

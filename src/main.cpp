@@ -11,6 +11,7 @@
 
 #include "src/commands.hpp"
 #include "src/errors.hpp"
+#include "src/signals.hpp"
 #include "src/trainer.hpp"
 #include "src/version.hpp"
 
@@ -36,6 +37,9 @@ std::string usage() {
 
 int main(int argc, char** argv) {
   using namespace bf;
+  // First thing: SIGTERM/SIGUSR1 only set a flag (a scheduler's signal can
+  // arrive while MPI is still starting; the default action would kill us).
+  install_stop_handlers();
   std::vector<std::string> kokkos_args, args;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

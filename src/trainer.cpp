@@ -198,7 +198,6 @@ class Trainer {
     if (fault.rfind("nan-at-step:", 0) == 0) fault_step = std::stoll(fault.substr(12));
     bool fault_fired = false;
 
-    install_stop_handlers();
     take_snapshot(start_step_);
     segment_start_ = now_seconds();
     double last_print = 0, rate_t0 = now_seconds();
