@@ -23,6 +23,7 @@ enum class Purpose : std::uint32_t {
   minibatch = 6,        // minibatch selection
   eval = 7,             // evaluation samples
   sample = 8,           // `boltzflow sample`
+  dataset = 9,          // training data sets drawn from a target
   test = 100,           // tests
 };
 

@@ -2,6 +2,7 @@
 
 #include "flows/affine.hpp"
 #include "flows/cnf.hpp"
+#include "flows/nhf.hpp"
 #include "physics/targets.hpp"
 
 namespace bf {
@@ -59,6 +60,20 @@ std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, in
       if (!s.deformation && s.trainable)
         throw InputError("model.interpolation = trainable needs train.loss = deformation");
       return std::make_unique<CnfFlow<T>>(target, make_base(cfg, target.dim()), s, max_batch);
+    }
+    if (kind == "nhf") {
+      if (loss != "elbo" && loss != "reverse_kl")
+        throw InputError("train.loss = " + loss + " is not available for model.kind = nhf (elbo or reverse_kl)");
+      NhfSpec s;
+      s.hidden = widths(cfg, "model.hidden");
+      s.activation = parse_activation(cfg.get_string("model.activation"));
+      s.fixed_kinetic = cfg.get_string("model.kinetic") == "fixed";
+      s.steps = static_cast<int>(cfg.get_int("model.leapfrog_steps"));
+      s.time = cfg.get_real("model.time");
+      s.elbo = loss == "elbo";
+      s.dataset_size = static_cast<int>(cfg.get_int("train.dataset_size"));
+      return std::make_unique<NhfFlow<T>>(target, make_base(cfg, target.dim()), s, max_batch,
+                                          static_cast<std::uint32_t>(cfg.get_int("run.seed")));
     }
   } catch (const std::invalid_argument& e) {
     throw InputError(std::string("model: ") + e.what());

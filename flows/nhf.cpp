@@ -1,0 +1,540 @@
+#include "flows/nhf.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace bf {
+
+namespace {
+
+template <class T>
+Rows<T> head(const Matrix<T>& m, int n) {
+  return rows_of<T>(m, 0, n);
+}
+
+// The momentum noise of a sample: a purpose of its own beside the prior's.
+Purpose momentum_purpose(Purpose p) { return static_cast<Purpose>(1000u + static_cast<std::uint32_t>(p)); }
+
+template <class T>
+void normals(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n, int d,
+             const Matrix<T>& out) {
+  Kokkos::parallel_for(
+      "bf::nhf_normals", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / d;
+        const int j = static_cast<int>(e - i * d);
+        const RngStream s(seed, purpose, static_cast<std::uint32_t>(step), first + static_cast<std::uint64_t>(i));
+        out(i, j) = static_cast<T>(s.normal(static_cast<std::uint32_t>(j)));
+      });
+}
+
+// y = a x + y on n x d rows.
+template <class T>
+void axpy(int n, int d, T a, const Rows<const T>& x, const Rows<T>& y) {
+  Kokkos::parallel_for(
+      "bf::nhf_axpy", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / d;
+        const int j = static_cast<int>(e - i * d);
+        y(i, j) += a * x(i, j);
+      });
+}
+
+template <class T>
+void copy_rows(int n, int d, const Rows<const T>& x, const Rows<T>& y) {
+  Kokkos::parallel_for(
+      "bf::nhf_copy", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / d;
+        const int j = static_cast<int>(e - i * d);
+        y(i, j) = x(i, j);
+      });
+}
+
+// Rows for the gradient of a scalar network: value row x, tangent rows e_j.
+template <class T>
+void gradient_rows(int n, int d, const Rows<const T>& x, const Rows<T>& rows) {
+  Kokkos::parallel_for(
+      "bf::nhf_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, d);
+        for (int j = 0; j < d; ++j) {
+          rows(r0, j) = x(i, j);
+          for (int t = 1; t <= d; ++t) rows(r0 + t, j) = (t - 1 == j) ? T(1) : T(0);
+        }
+      });
+}
+
+}  // namespace
+
+template <class T>
+NhfFlow<T>::NhfFlow(const Distribution& target, std::shared_ptr<const Distribution> prior, const NhfSpec& spec,
+                    int max_batch, std::uint32_t seed)
+    : target_(target), prior_(std::move(prior)), spec_(spec), dim_(target.dim()), max_batch_(max_batch) {
+  const int D = dim_, B = max_batch, L = spec.steps;
+  if (prior_->dim() != D) throw std::invalid_argument("nhf: prior and target dimensions differ");
+  if (!prior_->has_sampler() || !std::isfinite(prior_->log_z()))
+    throw std::invalid_argument("nhf: the prior needs an exact sampler and a known normaliser");
+  if (L < 1) throw std::invalid_argument("nhf: leapfrog steps must be at least 1");
+  if (!(spec.time > 0) || !std::isfinite(spec.time)) throw std::invalid_argument("nhf: integration time must be positive");
+  if (B < 1) throw std::invalid_argument("nhf: batch must be at least 1");
+  if (spec.elbo && !target.has_sampler())
+    throw std::invalid_argument("nhf: density estimation (train.loss = elbo) needs a target with exact samples; "
+                                "use train.loss = reverse_kl to sample '" + target.name() + "' from its energy");
+  MlpSpec scalar;
+  scalar.widths.push_back(D);
+  for (int h : spec.hidden) scalar.widths.push_back(h);
+  scalar.widths.push_back(1);
+  scalar.activation = spec.activation;
+  v_ = std::make_unique<Mlp<T>>("V", scalar, layout_);
+  if (spec.fixed_kinetic) {
+    layout_.add("K.L", {D, D}, ParamInit{});  // zero: L = I, M = I
+    mass_ = layout_.slice("K.L");
+  } else {
+    k_ = std::make_unique<Mlp<T>>("K", scalar, layout_);
+  }
+  MlpSpec enc = scalar;
+  enc.widths.back() = D;
+  mu_ = std::make_unique<Mlp<T>>("encoder.mu", enc, layout_);
+  sig_ = std::make_unique<Mlp<T>>("encoder.sigma", enc, layout_);
+
+  const int rows = (1 + D) * B;
+  wv_ = v_->workspace(rows);
+  if (k_) wk_ = k_->workspace(rows);
+  wmu_ = mu_->workspace(B);
+  wsig_ = sig_->workspace(B);
+  vrows_ = Matrix<T>("nhf_vrows", rows, D);
+  vadj_ = Matrix<T>("nhf_vadj", rows, 1);
+  vin_ = Matrix<T>("nhf_vin", rows, D);
+  krows_ = Matrix<T>("nhf_krows", rows, D);
+  kadj_ = Matrix<T>("nhf_kadj", rows, 1);
+  kin_ = Matrix<T>("nhf_kin", rows, D);
+  q_ = Matrix<T>("nhf_q", B, D);
+  p_ = Matrix<T>("nhf_p", B, D);
+  gq_ = Matrix<T>("nhf_gq", B, D);
+  gp_ = Matrix<T>("nhf_gp", B, D);
+  qs_ = Matrix<T>("nhf_qs", static_cast<std::size_t>(L + 1) * B, D);
+  phs_ = Matrix<T>("nhf_phs", static_cast<std::size_t>(L) * B, D);
+  a_ = Matrix<T>("nhf_a", B, D);
+  b_ = Matrix<T>("nhf_b", B, D);
+  tmp_ = Matrix<T>("nhf_tmp", B, D);
+  mu_v_ = Matrix<T>("nhf_mu", B, D);
+  sig_v_ = Matrix<T>("nhf_sigma", B, D);
+  eps_ = Matrix<T>("nhf_eps", B, D);
+  enc_in_ = Matrix<T>("nhf_encoder_in", B, D);
+  e_ = Vector<T>("nhf_e", B);
+  e2_ = Vector<T>("nhf_e2", B);
+  zd_ = Matrix<double>("nhf_z", B, D);
+  if (spec.elbo) {
+    if (spec.dataset_size < 1) throw std::invalid_argument("nhf: the data set needs at least one point");
+    data_ = Matrix<double>("nhf_data", spec.dataset_size, D);
+    target.sample(seed, Purpose::dataset, 0, 0, data_);
+  }
+}
+
+template <class T>
+std::string NhfFlow<T>::description() const {
+  std::ostringstream os;
+  os << "nhf: " << (spec_.fixed_kinetic ? "fixed-kinetic (K = p^T M p / 2)" : "MLP-kinetic") << ", V";
+  for (int h : spec_.hidden) os << " x " << h;
+  os << " (" << activation_name(spec_.activation) << "), leapfrog L = " << spec_.steps << ", T = " << spec_.time
+     << ", prior " << prior_->description() << "; loss "
+     << (spec_.elbo ? "ELBO on " + std::to_string(spec_.dataset_size) + " exact samples" : std::string("reverse KL"));
+  return os.str();
+}
+
+template <class T>
+void NhfFlow<T>::initialize(const Vector<T>& params, std::uint32_t seed) const {
+  initialize_parameters(layout_, params, seed);
+}
+
+template <class T>
+void NhfFlow<T>::grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g) {
+  const int D = dim_;
+  gradient_rows<T>(n, D, q, head(vrows_, (1 + D) * n));
+  const Rows<const T> out = v_->forward(params, wv_, n, D, rows_of<const T>(vrows_, 0, (1 + D) * n));
+  Kokkos::parallel_for(
+      "bf::nhf_grad_v", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / D;
+        const int j = static_cast<int>(e - i * D);
+        g(i, j) = out(row_of(i, 1 + j, D), 0);
+      });
+}
+
+template <class T>
+void NhfFlow<T>::hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u,
+                       const Rows<T>& hu) {
+  const int D = dim_;
+  const Rows<T> adj = head(vadj_, (1 + D) * n), in = head(vin_, (1 + D) * n);
+  Kokkos::parallel_for(
+      "bf::nhf_hvp_v_adj", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, D);
+        adj(r0, 0) = T(0);
+        for (int j = 0; j < D; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
+      });
+  v_->reverse(params, grad, wv_, adj, in);
+  Kokkos::parallel_for(
+      "bf::nhf_hvp_v", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / D;
+        const int j = static_cast<int>(e - i * D);
+        hu(i, j) += in(row_of(i, 0, D), j);
+      });
+}
+
+template <class T>
+void NhfFlow<T>::grad_k(const Vector<T>& params, int n, const Rows<const T>& p, const Rows<T>& g) {
+  const int D = dim_;
+  if (k_) {
+    gradient_rows<T>(n, D, p, head(krows_, (1 + D) * n));
+    const Rows<const T> out = k_->forward(params, wk_, n, D, rows_of<const T>(krows_, 0, (1 + D) * n));
+    Kokkos::parallel_for(
+        "bf::nhf_grad_k", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / D;
+          const int j = static_cast<int>(e - i * D);
+          g(i, j) = out(row_of(i, 1 + j, D), 0);
+        });
+    return;
+  }
+  // ∇K = M p = L (Lᵀ p), L lower-triangular with diagonal exp(l_ii).
+  const Rows<const T> L = slice_matrix(params, mass_);
+  Kokkos::parallel_for(
+      "bf::nhf_grad_k_fixed", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        for (int r = 0; r < D; ++r) {
+          T s = T(0);
+          for (int c = 0; c <= r; ++c) {
+            T w = T(0);  // (Lᵀ p)_c = Σ_{k ≥ c} L_kc p_k
+            for (int k = c; k < D; ++k) w += (k == c ? kmath::exp(L(k, k)) : L(k, c)) * p(i, k);
+            s += (r == c ? kmath::exp(L(r, r)) : L(r, c)) * w;
+          }
+          g(i, r) = s;
+        }
+      });
+}
+
+template <class T>
+void NhfFlow<T>::hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u,
+                       const Rows<T>& hu, const Rows<const T>& p) {
+  const int D = dim_;
+  if (k_) {
+    const Rows<T> adj = head(kadj_, (1 + D) * n), in = head(kin_, (1 + D) * n);
+    Kokkos::parallel_for(
+        "bf::nhf_hvp_k_adj", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t r0 = row_of(i, 0, D);
+          adj(r0, 0) = T(0);
+          for (int j = 0; j < D; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
+        });
+    k_->reverse(params, grad, wk_, adj, in);
+    Kokkos::parallel_for(
+        "bf::nhf_hvp_k", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / D;
+          const int j = static_cast<int>(e - i * D);
+          hu(i, j) += in(row_of(i, 0, D), j);
+        });
+    return;
+  }
+  // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
+  const Rows<const T> L = slice_matrix(params, mass_);
+  const Rows<T> w = head(tmp_, n);
+  grad_k(params, n, u, w);  // w = M u
+  axpy<T>(n, D, c, w, hu);
+  const Rows<T> dL = slice_matrix(grad, mass_);
+  Kokkos::parallel_for(
+      "bf::nhf_mass_grad", Policy(0, static_cast<std::int64_t>(D) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const int r = static_cast<int>(e / D), col = static_cast<int>(e % D);
+        if (col > r) return;
+        T s = T(0);
+        for (int i = 0; i < n; ++i) {
+          T ltp = T(0), ltu = T(0);
+          for (int k = col; k < D; ++k) {
+            const T lk = k == col ? kmath::exp(L(k, k)) : L(k, col);
+            ltp += lk * p(i, k);
+            ltu += lk * u(i, k);
+          }
+          s += u(i, r) * ltp + p(i, r) * ltu;
+        }
+        dL(r, col) += c * s * (r == col ? kmath::exp(L(r, r)) : T(1));
+      });
+}
+
+template <class T>
+void NhfFlow<T>::integrate(const Vector<T>& params, int n, const Rows<T>& q, const Rows<T>& p, T dt, bool store) {
+  const int D = dim_, L = spec_.steps;
+  const Rows<T> gq = head(gq_, n), gp = head(gp_, n);
+  grad_v(params, n, q, gq);
+  for (int s = 0; s < L; ++s) {
+    if (store) copy_rows<T>(n, D, q, rows_of<T>(qs_, static_cast<std::int64_t>(s) * n, n));
+    axpy<T>(n, D, -dt / T(2), gq, p);  // p_h = p − dt/2 ∇V(q)
+    if (store) copy_rows<T>(n, D, p, rows_of<T>(phs_, static_cast<std::int64_t>(s) * n, n));
+    grad_k(params, n, p, gp);
+    axpy<T>(n, D, dt, gp, q);          // q' = q + dt ∇K(p_h)
+    grad_v(params, n, q, gq);
+    axpy<T>(n, D, -dt / T(2), gq, p);  // p' = p_h − dt/2 ∇V(q')
+  }
+  if (store) copy_rows<T>(n, D, q, rows_of<T>(qs_, static_cast<std::int64_t>(L) * n, n));
+}
+
+template <class T>
+void NhfFlow<T>::adjoint(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& b, const Rows<T>& a,
+                         T dt) {
+  const int L = spec_.steps;
+  const Rows<T> g = head(gq_, n);
+  for (int s = L - 1; s >= 0; --s) {
+    if (s == L - 1) {  // the last half kick, at Q[L]
+      grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(L) * n, n), g);
+      hvp_v(params, grad, n, -dt / T(2), a, b);
+    }
+    // drift: p̄_h += dt H_K(p_h) q̄
+    const Rows<const T> ph = rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n);
+    grad_k(params, n, ph, head(gp_, n));
+    hvp_k(params, grad, n, dt, b, a, ph);
+    // first half kick of step s and last of step s − 1 meet at Q[s]: one HVP.
+    grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(s) * n, n), g);
+    hvp_v(params, grad, n, s > 0 ? -dt : -dt / T(2), a, b);
+  }
+}
+
+template <class T>
+void NhfFlow<T>::encode(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& mu,
+                        const Rows<T>& sigma) {
+  const int D = dim_;
+  // The encoder's own copy of its input: the caller's q moves with the flow,
+  // and the reverse pass needs the input of the forward.
+  const Rows<T> in = head(enc_in_, n);
+  copy_rows<T>(n, D, q, in);
+  const Rows<const T> m = mu_->forward(params, wmu_, n, 0, in);
+  const Rows<const T> s = sig_->forward(params, wsig_, n, 0, in);
+  Kokkos::parallel_for(
+      "bf::nhf_encode", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / D;
+        const int j = static_cast<int>(e - i * D);
+        mu(i, j) = m(i, j);
+        sigma(i, j) = softplus(s(i, j)) + T(1e-6);
+      });
+}
+
+template <class T>
+void NhfFlow<T>::encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_bar,
+                                const Rows<T>& sigma_bar) {
+  const int D = dim_;
+  mu_->reverse(params, grad, wmu_, mu_bar, Rows<T>());
+  // σ = softplus(s): s̄ = σ̄ sigmoid(s), with s the cached output of the σ network.
+  const Rows<const T> s = rows_of<const T>(wsig_.pre[sig_->layers() - 1], 0, n);
+  Kokkos::parallel_for(
+      "bf::nhf_sigma_bar", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / D;
+        const int j = static_cast<int>(e - i * D);
+        sigma_bar(i, j) *= sigmoid(s(i, j));
+      });
+  sig_->reverse(params, grad, wsig_, sigma_bar, Rows<T>());
+}
+
+template <class T>
+double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& bref,
+                                 const Collective&) {
+  const int n = bref.count, D = dim_;
+  if (n > max_batch_) throw std::logic_error("nhf: batch larger than the workspace");
+  const T dt = static_cast<T>(spec_.time / spec_.steps);
+  const Rows<T> q = head(q_, n), p = head(p_, n), a = head(a_, n), b = head(b_, n), mu = head(mu_v_, n),
+                sig = head(sig_v_, n), eps = head(eps_, n);
+  const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
+  // The start: positions from the prior (sampling) or the data set (density estimation).
+  if (spec_.elbo) {
+    const Matrix<double> data = data_;
+    const std::int64_t N = static_cast<std::int64_t>(data.extent(0));
+    const std::uint32_t seed = bref.seed;
+    const std::uint32_t step = static_cast<std::uint32_t>(bref.step);
+    const std::uint64_t first = bref.first;
+    Kokkos::parallel_for(
+        "bf::nhf_minibatch", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          // Minibatch by global index, with replacement: index ⌊u N⌋.
+          const RngStream s(seed, Purpose::minibatch, step, first + static_cast<std::uint64_t>(i));
+          std::int64_t k = static_cast<std::int64_t>(s.uniform(0) * static_cast<double>(N));
+          k = k < N ? k : N - 1;
+          for (int j = 0; j < D; ++j) q(i, j) = static_cast<T>(data(k, j));
+        });
+  } else {
+    prior_->sample(bref.seed, Purpose::base_sample, static_cast<std::uint32_t>(bref.step), bref.first, zd);
+    Kokkos::parallel_for(
+        "bf::nhf_q0", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / D;
+          const int j = static_cast<int>(e - i * D);
+          q(i, j) = static_cast<T>(zd(i, j));
+        });
+  }
+  normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, eps_);
+  encode(params, n, q, mu, sig);
+  // p = μ + σ ε at the encoder's end; log f there (without −D/2 log 2π, which cancels).
+  Vector<T> lf = Kokkos::subview(e_, std::make_pair(0, n));
+  Kokkos::parallel_for(
+      "bf::nhf_momentum", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        T l = T(0);
+        for (int j = 0; j < D; ++j) {
+          p(i, j) = mu(i, j) + sig(i, j) * eps(i, j);
+          l += -kmath::log(sig(i, j)) - T(0.5) * eps(i, j) * eps(i, j);
+        }
+        lf(i) = l;
+      });
+  // The flow: forwards from the prior (sampling) or backwards from the data.
+  const T h = spec_.elbo ? -dt : dt;
+  integrate(params, n, q, p, h, true);
+  // The end energy: f (sampling) or the prior's (density estimation); gradient into b.
+  const Matrix<T> bm = Kokkos::subview(b_, std::make_pair(0, n), Kokkos::ALL());
+  double loss = 0;
+  {
+    const Vector<T> ee = Kokkos::subview(e2_, std::make_pair(0, n));
+    (spec_.elbo ? *prior_ : target_).energy_grad(ConstMatrix<T>(q), ee, bm);
+    const T lz = spec_.elbo ? static_cast<T>(prior_->log_z()) : T(0);
+    Kokkos::parallel_reduce(
+        "bf::nhf_loss", Policy(0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, double& acc) {
+          T kin = T(0);
+          for (int j = 0; j < D; ++j) {
+            kin += T(0.5) * p(i, j) * p(i, j);
+            a(i, j) = p(i, j);  // p̄ at the end: ∂(½|p|²)/∂p
+          }
+          acc += static_cast<double>(ee(i) + lz + kin + lf(i));
+        },
+        loss);
+  }
+  adjoint(params, grad, n, b, a, h);
+  // Encoder: μ̄ = p̄, σ̄ = p̄ ε − 1/σ (from log f).
+  const Rows<T> mubar = head(gp_, n), sigbar = head(tmp_, n);
+  Kokkos::parallel_for(
+      "bf::nhf_encoder_bar", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / D;
+        const int j = static_cast<int>(e - i * D);
+        mubar(i, j) = a(i, j);
+        sigbar(i, j) = a(i, j) * eps(i, j) - T(1) / sig(i, j);
+      });
+  // The encoder's cache is from encode() above: nothing ran it since.
+  encode_reverse(params, grad, n, mubar, sigbar);
+  return loss;
+}
+
+template <class T>
+void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step,
+                        std::uint64_t first, const Matrix<double>& xout, const Vector<double>& log_q) {
+  const int D = dim_, total = static_cast<int>(xout.extent(0));
+  const T dt = static_cast<T>(spec_.time / spec_.steps);
+  const T lz0 = static_cast<T>(prior_->log_z());
+  const bool elbo = spec_.elbo;
+  for (int c0 = 0; c0 < total; c0 += max_batch_) {
+    const int n = std::min(max_batch_, total - c0);
+    const std::uint64_t f0 = first + static_cast<std::uint64_t>(c0);
+    const Rows<T> q = head(q_, n), p = head(p_, n), mu = head(mu_v_, n), sig = head(sig_v_, n),
+                  eps = head(eps_, n);
+    const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
+    prior_->sample(seed, purpose, static_cast<std::uint32_t>(step), f0, zd);
+    normals<T>(seed, momentum_purpose(purpose), step, f0, n, D, eps_);
+    Kokkos::parallel_for(
+        "bf::nhf_sample_q0", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / D;
+          const int j = static_cast<int>(e - i * D);
+          q(i, j) = static_cast<T>(zd(i, j));
+        });
+    Vector<T> e0 = Kokkos::subview(e_, std::make_pair(0, n));
+    prior_->energy(ConstMatrix<T>(q), e0);
+    // log q_eff accumulates: −E0 − log Z0, then the momentum terms.
+    Vector<double> lq = Kokkos::subview(log_q, std::make_pair(c0, c0 + n));
+    if (elbo) {
+      // (q0, p0) ~ π0 × N(0, I) forwards; log q = −E0 − log Z0 − ½|p0|² + Σ log σ + ½ Σ ((p_T − μ)/σ)².
+      Kokkos::parallel_for(
+          "bf::nhf_sample_p0", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = -e0(i) - lz0;
+            for (int j = 0; j < D; ++j) {
+              p(i, j) = eps(i, j);
+              l -= T(0.5) * eps(i, j) * eps(i, j);
+            }
+            lq(i) = static_cast<double>(l);
+          });
+      integrate(params, n, q, p, dt, false);
+      encode(params, n, q, mu, sig);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_lq", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = T(0);
+            for (int j = 0; j < D; ++j) {
+              const T z = (p(i, j) - mu(i, j)) / sig(i, j);
+              l += kmath::log(sig(i, j)) + T(0.5) * z * z;
+            }
+            lq(i) += static_cast<double>(l);
+          });
+    } else {
+      // q0 ~ π0, p0 ~ f(·|q0) forwards; log q = −E0 − log Z0 − Σ log σ − ½|ε|² + ½|p_T|².
+      encode(params, n, q, mu, sig);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_p0", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = -e0(i) - lz0;
+            for (int j = 0; j < D; ++j) {
+              p(i, j) = mu(i, j) + sig(i, j) * eps(i, j);
+              l -= kmath::log(sig(i, j)) + T(0.5) * eps(i, j) * eps(i, j);
+            }
+            lq(i) = static_cast<double>(l);
+          });
+      integrate(params, n, q, p, dt, false);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_lq", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = T(0);
+            for (int j = 0; j < D; ++j) l += T(0.5) * p(i, j) * p(i, j);
+            lq(i) += static_cast<double>(l);
+          });
+    }
+    Kokkos::parallel_for(
+        "bf::nhf_sample_out", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t i = e / D;
+          const int j = static_cast<int>(e - i * D);
+          xout(c0 + i, j) = static_cast<double>(q(i, j));
+        });
+  }
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::potential(const Vector<T>& params, const std::vector<double>& points) {
+  const int D = dim_, total = static_cast<int>(points.size()) / D;
+  std::vector<double> out(total);
+  auto hq = Kokkos::create_mirror_view(q_);
+  for (int c0 = 0; c0 < total; c0 += max_batch_) {
+    const int n = std::min(max_batch_, total - c0);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(points[static_cast<std::size_t>(c0 + i) * D + j]);
+    Kokkos::deep_copy(q_, hq);
+    const Rows<const T> v = v_->forward(params, wv_, n, 0, rows_of<const T>(q_, 0, n));
+    auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+    for (int i = 0; i < n; ++i) out[c0 + i] = static_cast<double>(hv(i, 0));
+  }
+  return out;
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::mass_matrix(const Vector<T>& params) const {
+  if (k_) return {};
+  const int D = dim_;
+  auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params);
+  auto Lh = [&](int r, int c) -> double {
+    if (c > r) return 0.0;
+    const double v = static_cast<double>(hp(mass_.offset + static_cast<std::size_t>(r) * D + c));
+    return r == c ? std::exp(v) : v;
+  };
+  std::vector<double> M(static_cast<std::size_t>(D) * D, 0.0);
+  for (int r = 0; r < D; ++r)
+    for (int c = 0; c < D; ++c)
+      for (int k = 0; k < D; ++k) M[r * D + c] += Lh(r, k) * Lh(c, k);
+  return M;
+}
+
+template <class T>
+void NhfFlow<T>::leapfrog(const Vector<T>& params, std::vector<double>& qv, std::vector<double>& pv, double dt) {
+  const int D = dim_, n = static_cast<int>(qv.size()) / D;
+  auto hq = Kokkos::create_mirror_view(q_);
+  auto hp = Kokkos::create_mirror_view(p_);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(qv[i * D + j]), hp(i, j) = static_cast<T>(pv[i * D + j]);
+  Kokkos::deep_copy(q_, hq);
+  Kokkos::deep_copy(p_, hp);
+  integrate(params, n, head(q_, n), head(p_, n), static_cast<T>(dt), false);
+  Kokkos::deep_copy(hq, q_);
+  Kokkos::deep_copy(hp, p_);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < D; ++j) qv[i * D + j] = static_cast<double>(hq(i, j)), pv[i * D + j] = static_cast<double>(hp(i, j));
+}
+
+template class NhfFlow<float>;
+template class NhfFlow<double>;
+
+}  // namespace bf
