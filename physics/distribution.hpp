@@ -64,6 +64,14 @@ class Distribution {
   /// mode(i) = index of the mode sample i belongs to. Default: nearest mean.
   virtual void assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) const;
 
+  /// Physical observables of a sample (e.g. Ω_m and h of the supernova posterior,
+  /// the mean field of φ⁴): names, and values o(i, k) for samples x(i, :).
+  virtual std::vector<std::string> observable_names() const { return {}; }
+  virtual void observables(const ConstMatrix<double>&, const Matrix<double>&) const {}
+  /// Exact means and standard deviations of the observables where known (else empty).
+  virtual std::vector<double> observable_means() const { return {}; }
+  virtual std::vector<double> observable_sds() const { return {}; }
+
   /// log density, -energy - log Z (requires a known log Z).
   void log_density(const ConstMatrix<double>& x, const Vector<double>& out) const;
 

@@ -120,6 +120,19 @@ ModeSums merge(const ModeSums& a, const ModeSums& b) {
 
 MetricSums merge(const MetricSums& a, const MetricSums& b) {
   MetricSums r;
+  // Observable sums weighted relative to each side's max, rescaled to the common one.
+  const double m = std::fmax(a.reverse.max, b.reverse.max);
+  auto factor = [&](const LogWeightSums& s) {
+    return (s.n == 0 || s.max == -std::numeric_limits<double>::infinity()) ? 0.0 : std::exp(s.max - m);
+  };
+  const double fa = factor(a.reverse), fb = factor(b.reverse);
+  r.observables = a.observables;
+  for (std::size_t k = 0; k < r.observables.o1.size() && k < b.observables.o1.size(); ++k) {
+    r.observables.o1[k] += b.observables.o1[k];
+    r.observables.o2[k] += b.observables.o2[k];
+    r.observables.wo1[k] = fa * a.observables.wo1[k] + fb * b.observables.wo1[k];
+    r.observables.wo2[k] = fa * a.observables.wo2[k] + fb * b.observables.wo2[k];
+  }
   r.reverse = merge(a.reverse, b.reverse);
   r.has_forward = a.has_forward && b.has_forward;
   r.forward = merge(a.forward, b.forward);
@@ -138,6 +151,36 @@ MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
   MetricSums s;
   s.reverse = log_weight_sums(lw);
   s.modes = mode_sums(target, x);
+  const std::size_t k = target.observable_names().size();
+  s.observables.o1.assign(k, 0.0);
+  s.observables.o2.assign(k, 0.0);
+  s.observables.wo1.assign(k, 0.0);
+  s.observables.wo2.assign(k, 0.0);
+  if (k > 0 && n > 0) {
+    Matrix<double> o("observables", n, k);
+    target.observables(x, o);
+    const double mx = s.reverse.max;
+    for (std::size_t c = 0; c < k; ++c) {
+      const int col = static_cast<int>(c);
+      double a1 = 0, a2 = 0, b1 = 0, b2 = 0;
+      Kokkos::parallel_reduce(
+          "bf::obs1", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += o(i, col); }, a1);
+      Kokkos::parallel_reduce(
+          "bf::obs2", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += o(i, col) * o(i, col); },
+          a2);
+      Kokkos::parallel_reduce(
+          "bf::obsw1", Policy(0, n),
+          KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += kmath::exp(lw(i) - mx) * o(i, col); }, b1);
+      Kokkos::parallel_reduce(
+          "bf::obsw2", Policy(0, n),
+          KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += kmath::exp(lw(i) - mx) * o(i, col) * o(i, col); },
+          b2);
+      s.observables.o1[c] = a1;
+      s.observables.o2[c] = a2;
+      s.observables.wo1[c] = b1;
+      s.observables.wo2[c] = b2;
+    }
+  }
   return s;
 }
 
@@ -185,6 +228,31 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
     tv += std::fabs(m.mode_fractions[c] - (c < modes.weights.size() ? modes.weights[c] : 0.0));
   }
   m.mode_coverage_tv = 0.5 * tv;
+  const auto& ob = sums.observables;
+  for (std::size_t c = 0; c < ob.o1.size(); ++c) {
+    ObservableMoments om;
+    om.name = "o" + std::to_string(c);
+    const double n = static_cast<double>(sums.reverse.n);
+    if (n > 0) {
+      om.mean = ob.o1[c] / n;
+      om.sd = std::sqrt(std::fmax(0.0, ob.o2[c] / n - om.mean * om.mean));
+      om.mean_reweighted = ob.wo1[c] / sums.reverse.s1;
+      om.sd_reweighted = std::sqrt(std::fmax(0.0, ob.wo2[c] / sums.reverse.s1 - om.mean_reweighted * om.mean_reweighted));
+    }
+    m.observables.push_back(om);
+  }
+  return m;
+}
+
+Metrics finalize(const MetricSums& sums, const Distribution& target) {
+  Metrics m = finalize(sums, target.modes());
+  const auto names = target.observable_names();
+  const auto means = target.observable_means(), sds = target.observable_sds();
+  for (std::size_t c = 0; c < m.observables.size() && c < names.size(); ++c) {
+    m.observables[c].name = names[c];
+    if (c < means.size()) m.observables[c].exact_mean = means[c];
+    if (c < sds.size()) m.observables[c].exact_sd = sds[c];
+  }
   return m;
 }
 

@@ -58,12 +58,20 @@ struct ModeSums {
 ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x);
 ModeSums merge(const ModeSums& a, const ModeSums& b);
 
+/// Sums for raw and importance-reweighted moments of observables o_k:
+/// Σ o, Σ o², and Σ w o, Σ w o² with w = exp(log w − max) (the max of the
+/// reverse log-weight sums, rescaled with them).
+struct ObservableSums {
+  std::vector<double> o1, o2, wo1, wo2;
+};
+
 /// Everything one rank contributes to a metric report.
 struct MetricSums {
   LogWeightSums reverse;
   bool has_forward = false;
   LogWeightSums forward;
   ModeSums modes;
+  ObservableSums observables;
 };
 MetricSums merge(const MetricSums& a, const MetricSums& b);
 
@@ -72,6 +80,13 @@ MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
                        const Kokkos::View<const double*, MemSpace>& log_q);
 void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& y,
                       const Kokkos::View<const double*, MemSpace>& log_q_at_y);
+
+struct ObservableMoments {
+  std::string name;
+  double mean = 0, sd = 0;                      // of the flow's samples
+  double mean_reweighted = 0, sd_reweighted = 0;  // self-normalised importance weights
+  double exact_mean = std::numeric_limits<double>::quiet_NaN(), exact_sd = std::numeric_limits<double>::quiet_NaN();
+};
 
 struct Metrics {
   std::int64_t samples = 0;
@@ -83,7 +98,10 @@ struct Metrics {
   double hausdorff = 0;
   std::vector<double> mode_fractions, mode_weights;
   double mode_coverage_tv = 0;
+  std::vector<ObservableMoments> observables;
 };
 Metrics finalize(const MetricSums& sums, const ModeSet& modes);
+/// finalize, with the target's observables named and their exact moments.
+Metrics finalize(const MetricSums& sums, const Distribution& target);
 
 }  // namespace bf

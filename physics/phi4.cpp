@@ -137,6 +137,18 @@ void Phi4::assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) c
       });
 }
 
+void Phi4::observables(const ConstMatrix<double>& x, const Matrix<double>& o) const {
+  const std::int64_t d = kernel_.volume;
+  Kokkos::parallel_for(
+      "bf::phi4_observables", Policy(0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t i) {
+        double s = 0.0;
+        for (std::int64_t j = 0; j < d; ++j) s += x(i, j);
+        s /= static_cast<double>(d);
+        o(i, 0) = s;
+        o(i, 1) = kmath::fabs(s);
+      });
+}
+
 std::string Phi4::description() const {
   std::ostringstream os;
   os << params_.preset << ": phi^4 on a periodic lattice, shape=";

@@ -92,6 +92,9 @@ class Phi4 : public KernelDistribution<Phi4Kernel> {
   std::string description() const override;
   int dim() const override { return static_cast<int>(kernel_.volume); }
   void assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) const override;
+  /// The mean field φ̄ = (1/V) Σ φ_i and its magnitude |φ̄|.
+  std::vector<std::string> observable_names() const override { return {"mean_field", "abs_mean_field"}; }
+  void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
 
   const Phi4Params& params() const { return params_; }
   double kappa() const { return kernel_.kappa; }

@@ -63,6 +63,14 @@ Supernova::Supernova(int grid) {
   modes_.rule = "single mode (posterior mean in q)";
 }
 
+void Supernova::observables(const ConstMatrix<double>& x, const Matrix<double>& o) const {
+  Kokkos::parallel_for(
+      "bf::supernova_observables", Policy(0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t i) {
+        o(i, 0) = sigmoid(x(i, 0));
+        o(i, 1) = sigmoid(x(i, 1));
+      });
+}
+
 double Supernova::half_chi2(double omega_m, double h) const {
   const int n = kernel_.n_bins;
   const double q0 = std::log(omega_m / (1.0 - omega_m));

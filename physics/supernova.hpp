@@ -116,6 +116,11 @@ class Supernova : public KernelDistribution<SupernovaKernel> {
   int dim() const override { return 2; }
   double log_z() const override { return moments_.log_z; }
 
+  std::vector<std::string> observable_names() const override { return {"Omega_m", "h"}; }
+  void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
+  std::vector<double> observable_means() const override { return {moments_.mean_omega, moments_.mean_h}; }
+  std::vector<double> observable_sds() const override { return {moments_.sd_omega, moments_.sd_h}; }
+
   /// Quadrature moments on an n x n midpoint grid of (0,1)².
   SupernovaMoments quadrature(int n) const;
   const SupernovaMoments& moments() const { return moments_; }

@@ -111,7 +111,7 @@ int cmd_check(Environment& env, const std::vector<std::string>& args) {
   const std::vector<MetricSums> per_rank = gather_to_root(local, env.comm());
   if (!env.root()) return kExitOk;
 
-  const Metrics g = finalize(global, target->modes());
+  const Metrics g = finalize(global, *target);
   std::ostringstream os;
   os << "boltzflow check\n  target:   " << target->description() << "\n  proposal: "
      << (kind == "exact" ? "the target's exact sampler" : proposal->description()) << "\n  samples:  " << n_total
@@ -120,7 +120,7 @@ int cmd_check(Environment& env, const std::vector<std::string>& args) {
         "hausdorff  cover_tv\n";
   Json ranks = Json::array();
   for (std::size_t r = 0; r < per_rank.size(); ++r) {
-    const Metrics m = finalize(per_rank[r], target->modes());
+    const Metrics m = finalize(per_rank[r], *target);
     os << row_text(std::to_string(r), m) << "\n";
     Json jr = to_json(m);
     jr["rank"] = static_cast<long long>(r);

@@ -213,6 +213,8 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
     per_rank.push_back(j);
   }
   os << metrics_line("all", ev.global) << "\n";
+  if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
+                                         << observables_text(ev.global);
   std::cout << os.str() << std::flush;
   if (vm.count("json")) {
     Json j = to_json(ev.global);

@@ -39,9 +39,9 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   }
   Kokkos::fence();
   Evaluation ev;
-  ev.local = finalize(local, target.modes());
-  ev.global = finalize(allreduce(local, env.comm()), target.modes());
-  for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target.modes()));
+  ev.local = finalize(local, target);
+  ev.global = finalize(allreduce(local, env.comm()), target);
+  for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target));
   return ev;
 }
 

@@ -15,6 +15,9 @@ std::vector<double> pack(const MetricSums& s) {
                         s.forward.max, s.forward.s1, s.forward.s2, s.forward.sum_log, static_cast<double>(k)};
   for (std::size_t c = 0; c < k; ++c) v.push_back(s.modes.min_dist2[c]);
   for (std::size_t c = 0; c < k; ++c) v.push_back(static_cast<double>(s.modes.count[c]));
+  const auto& o = s.observables;
+  v.push_back(static_cast<double>(o.o1.size()));
+  for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
   return v;
 }
 
@@ -26,6 +29,13 @@ MetricSums unpack(const double* v) {
   const std::size_t k = static_cast<std::size_t>(v[11]);
   for (std::size_t c = 0; c < k; ++c) s.modes.min_dist2.push_back(v[12 + c]);
   for (std::size_t c = 0; c < k; ++c) s.modes.count.push_back(static_cast<std::int64_t>(v[12 + k + c]));
+  const double* ob = v + 12 + 2 * k;
+  const std::size_t m = static_cast<std::size_t>(ob[0]);
+  auto& o = s.observables;
+  o.o1.assign(ob + 1, ob + 1 + m);
+  o.o2.assign(ob + 1 + m, ob + 1 + 2 * m);
+  o.wo1.assign(ob + 1 + 2 * m, ob + 1 + 3 * m);
+  o.wo2.assign(ob + 1 + 3 * m, ob + 1 + 4 * m);
   return s;
 }
 
@@ -36,7 +46,8 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   // 1. the largest log weights
   double mx[2] = {local.reverse.max, local.forward.max}, gmx[2];
   MPI_Allreduce(mx, gmx, 2, MPI_DOUBLE, MPI_MAX, comm);
-  // 2. sums rescaled to them
+  // 2. sums rescaled to them (the weighted observable sums with the reverse weights)
+  const double obs_factor = (local.reverse.n == 0 || local.reverse.max == -INFINITY) ? 0.0 : std::exp(local.reverse.max - gmx[0]);
   LogWeightSums r = local.reverse, f = local.forward;
   r.rescale_to(gmx[0]);
   f.rescale_to(gmx[1]);
@@ -58,6 +69,21 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   g.has_forward = gcounts[2] == size;
   g.modes.min_dist2 = gmin;
   g.modes.count.assign(gcounts.begin() + 3, gcounts.end());
+  // Observables: plain sums, and weighted sums at the common max.
+  const std::size_t m = local.observables.o1.size();
+  if (m > 0) {
+    std::vector<double> ob;
+    ob.insert(ob.end(), local.observables.o1.begin(), local.observables.o1.end());
+    ob.insert(ob.end(), local.observables.o2.begin(), local.observables.o2.end());
+    for (double v : local.observables.wo1) ob.push_back(v * obs_factor);
+    for (double v : local.observables.wo2) ob.push_back(v * obs_factor);
+    std::vector<double> gob(ob.size());
+    MPI_Allreduce(ob.data(), gob.data(), static_cast<int>(ob.size()), MPI_DOUBLE, MPI_SUM, comm);
+    g.observables.o1.assign(gob.begin(), gob.begin() + m);
+    g.observables.o2.assign(gob.begin() + m, gob.begin() + 2 * m);
+    g.observables.wo1.assign(gob.begin() + 2 * m, gob.begin() + 3 * m);
+    g.observables.wo2.assign(gob.begin() + 3 * m, gob.begin() + 4 * m);
+  }
   return g;
 }
 
@@ -72,6 +98,22 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
   std::vector<MetricSums> out;
   if (rank == 0)
     for (int r = 0; r < size; ++r) out.push_back(unpack(all.data() + static_cast<std::size_t>(r) * len));
+  return out;
+}
+
+std::string observables_text(const Metrics& m) {
+  std::string out;
+  char buf[256];
+  for (const auto& o : m.observables) {
+    std::snprintf(buf, sizeof buf, "  %-16s %.6g +- %.4g   reweighted %.6g +- %.4g", o.name.c_str(), o.mean, o.sd,
+                  o.mean_reweighted, o.sd_reweighted);
+    out += buf;
+    if (std::isfinite(o.exact_mean)) {
+      std::snprintf(buf, sizeof buf, "   exact %.6g +- %.4g", o.exact_mean, o.exact_sd);
+      out += buf;
+    }
+    out += "\n";
+  }
   return out;
 }
 
@@ -91,6 +133,22 @@ Json to_json(const Metrics& m) {
   j["mode_fractions"] = Json(m.mode_fractions);
   j["mode_weights"] = Json(m.mode_weights);
   j["samples"] = static_cast<long long>(m.samples);
+  if (!m.observables.empty()) {
+    Json obs = Json::object();
+    for (const auto& o : m.observables) {
+      Json x = Json::object();
+      x["mean"] = o.mean;
+      x["sd"] = o.sd;
+      x["mean_reweighted"] = o.mean_reweighted;
+      x["sd_reweighted"] = o.sd_reweighted;
+      if (std::isfinite(o.exact_mean)) {
+        x["exact_mean"] = o.exact_mean;
+        x["exact_sd"] = o.exact_sd;
+      }
+      obs[o.name] = x;
+    }
+    j["observables"] = obs;
+  }
   return j;
 }
 

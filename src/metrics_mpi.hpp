@@ -21,5 +21,7 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm);
 
 /// The metric keys of `evaluate --json` and `check --json`.
 Json to_json(const Metrics& m);
+/// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
+std::string observables_text(const Metrics& m);
 
 }  // namespace bf

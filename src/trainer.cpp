@@ -330,7 +330,9 @@ class Trainer {
       std::cout << "\n  mode fractions:";
       for (std::size_t k = 0; k < last_eval_.mode_fractions.size(); ++k)
         std::cout << " " << fmt_num(std::round(last_eval_.mode_fractions[k] * 1e4) / 1e4);
-      std::cout << "\n  run directory: " << paths_.dir << "\n" << std::flush;
+      std::cout << "\n";
+      if (!last_eval_.observables.empty()) std::cout << "  observables:\n" << observables_text(last_eval_);
+      std::cout << "  run directory: " << paths_.dir << "\n" << std::flush;
     }
     return kExitOk;
   }

@@ -102,9 +102,9 @@ TEST(MpiMetrics, ReductionEqualsSerial) {
     const bool fwd = tgt->has_sampler();
     const Slice sl = split_range(n, rank(), size());
     const MetricSums local = sums_of_slice(*tgt, *proposal, sl.begin, sl.end, fwd);
-    const Metrics global = finalize(allreduce(local, MPI_COMM_WORLD), tgt->modes());
+    const Metrics global = finalize(allreduce(local, MPI_COMM_WORLD), *tgt);
     // The same samples in one process.
-    const Metrics serial = finalize(sums_of_slice(*tgt, *proposal, 0, n, fwd), tgt->modes());
+    const Metrics serial = finalize(sums_of_slice(*tgt, *proposal, 0, n, fwd), *tgt);
     EXPECT_EQ(global.samples, n);
     expect_rel(global.reverse_kl, serial.reverse_kl, 1e-12, name + " reverse_kl");
     expect_rel(global.reverse_ess, serial.reverse_ess, 1e-12, name + " reverse_ess");
@@ -114,6 +114,15 @@ TEST(MpiMetrics, ReductionEqualsSerial) {
     expect_rel(global.forward_ess, serial.forward_ess, 1e-12, name + " forward_ess");
     EXPECT_EQ(global.hausdorff, serial.hausdorff) << name << ": min/max reduce exactly";
     EXPECT_EQ(global.mode_fractions, serial.mode_fractions) << name << ": integer counts";
+    ASSERT_EQ(global.observables.size(), serial.observables.size());
+    for (std::size_t k = 0; k < global.observables.size(); ++k) {
+      expect_rel(global.observables[k].mean, serial.observables[k].mean, 1e-12, name + " observable mean");
+      expect_rel(global.observables[k].sd, serial.observables[k].sd, 1e-10, name + " observable sd");
+      expect_rel(global.observables[k].mean_reweighted, serial.observables[k].mean_reweighted, 1e-12,
+                 name + " reweighted mean");
+      expect_rel(global.observables[k].sd_reweighted, serial.observables[k].sd_reweighted, 1e-10,
+                 name + " reweighted sd");
+    }
     // Per-rank sums gathered and merged on the root give the same figures.
     const auto per_rank = gather_to_root(local, MPI_COMM_WORLD);
     if (rank() == 0) {
@@ -159,5 +168,14 @@ TEST(MpiMetrics, ImportanceLogZWithinThreeStandardErrors) {
         << name << ": log Z " << m.log_z << " +- " << m.log_z_stderr << " vs " << tgt->log_z();
     EXPECT_GT(m.log_z_stderr, 0.0);
     EXPECT_LT(m.log_z_stderr, 0.1);
+    // Importance-reweighted supernova moments agree with the quadrature's.
+    if (name == "supernova") {
+      const Metrics mm = finalize(allreduce(sums_of_slice(*tgt, *proposal, sl.begin, sl.end, false), MPI_COMM_WORLD), *tgt);
+      ASSERT_EQ(mm.observables.size(), 2u);
+      for (const auto& o : mm.observables) {
+        EXPECT_NEAR(o.mean_reweighted, o.exact_mean, 0.1 * o.exact_sd) << o.name;
+        EXPECT_NEAR(o.sd_reweighted, o.exact_sd, 0.1 * o.exact_sd) << o.name;
+      }
+    }
   }
 }
