@@ -27,6 +27,7 @@
 #include "src/json.hpp"
 #include "src/metrics_mpi.hpp"
 #include "src/model_config.hpp"
+#include "src/potential_map.hpp"
 #include "src/run_dir.hpp"
 #include "src/signals.hpp"
 #include "src/target_config.hpp"
@@ -316,6 +317,11 @@ class Trainer {
     append_rows(row, rank_row);
     final_done_ = true;
     write_checkpoint_now(steps_);
+    // NHF on a 2-D target: the learned potential against the modes.
+    std::string potential;
+    root_agreed(env_, [&] {
+      potential = write_potential_map<T>(*model_, params_, *target_, paths_.dir + "/potential.h5").text();
+    });
     if (env_.root()) {
       if (tty) std::cout << "\n";
       std::cout << "done: " << steps_ << " steps in " << format_duration(wall_time()) << "; final metrics ("
@@ -332,6 +338,7 @@ class Trainer {
         std::cout << " " << fmt_num(std::round(last_eval_.mode_fractions[k] * 1e4) / 1e4);
       std::cout << "\n";
       if (!last_eval_.observables.empty()) std::cout << "  observables:\n" << observables_text(last_eval_);
+      if (!potential.empty()) std::cout << "  " << potential << " (" << paths_.dir << "/potential.h5)\n";
       std::cout << "  run directory: " << paths_.dir << "\n" << std::flush;
     }
     return kExitOk;

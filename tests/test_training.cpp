@@ -56,6 +56,44 @@ TEST(Training, DeformationCoversTheModesWhereReverseKlCollapses) {
   EXPECT_GT(b.at("hausdorff").number(), a.at("hausdorff").number());
 }
 
+TEST(Training, NhfRecoversTheNineModesOfGmm9) {
+  const std::string d = test::temp_dir("gmm9");
+  for (const std::string kinetic : {"mlp", "fixed"}) {
+    auto r = run(boltzflow(2) + " train --out " + d + "/" + kinetic +
+                 " --model.kind nhf --train.loss elbo --target.name gmm9 --model.kinetic " + kinetic +
+                 " --model.hidden 32,32 --model.activation softplus --base.kind softuniform --train.batch 512"
+                 " --train.steps 600 --train.lr 2e-3 --eval.samples 4096");
+    ASSERT_EQ(r.code, 0) << r.output;
+    const Json m = final_metrics(d + "/" + kinetic);
+    ASSERT_EQ(m.at("mode_fractions").size(), 9u);
+    for (std::size_t k = 0; k < 9; ++k) {
+      EXPECT_GT(m.at("mode_fractions").at(k).number(), 0.05) << kinetic << " mode " << k << "\n" << r.output;
+      EXPECT_LT(m.at("mode_fractions").at(k).number(), 0.18) << kinetic << " mode " << k;
+    }
+    EXPECT_LT(m.at("hausdorff").number(), 0.5) << kinetic;
+    EXPECT_LT(m.at("mode_coverage_tv").number(), 0.12) << kinetic;
+    // The importance weights are proper: log Z of the normalised mixture is 0 within its error.
+    EXPECT_LT(std::fabs(m.at("log_z").number()), 4 * m.at("log_z_stderr").number() + 0.02) << kinetic;
+    EXPECT_TRUE(test::read_file(d + "/" + kinetic + "/potential.h5").size() > 0) << "the potential map";
+  }
+}
+
+TEST(Training, NhfSupernovaPosteriorMeansMatchQuadrature) {
+  const std::string d = test::temp_dir("supernova");
+  auto r = run(boltzflow(2) + " train --out " + d +
+               "/run --model.kind nhf --train.loss reverse_kl --target.name supernova --target.quadrature_grid 500"
+               " --model.kinetic fixed --model.hidden 32,32 --model.activation softplus --base.kind softuniform"
+               " --model.precision double --train.batch 256 --train.steps 600 --eval.samples 8000");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const Json obs = final_metrics(d + "/run").at("observables");
+  const Json om = obs.at("Omega_m"), h = obs.at("h");
+  EXPECT_NEAR(om.at("mean").number(), om.at("exact_mean").number(), 0.03) << r.output;
+  EXPECT_NEAR(h.at("mean").number(), h.at("exact_mean").number(), 0.01) << r.output;
+  EXPECT_NEAR(om.at("mean_reweighted").number(), om.at("exact_mean").number(), 0.03);
+  EXPECT_NEAR(h.at("mean_reweighted").number(), h.at("exact_mean").number(), 0.01);
+  EXPECT_NEAR(h.at("sd_reweighted").number(), h.at("exact_sd").number(), 0.5 * h.at("exact_sd").number());
+}
+
 TEST(Training, EveryShippedConfigurationRuns) {
   const std::string dir = BOLTZFLOW_SOURCE_DIR "/jobs/configs";
   DIR* dp = opendir(dir.c_str());
@@ -66,7 +104,7 @@ TEST(Training, EveryShippedConfigurationRuns) {
     if (n.size() > 4 && n.substr(n.size() - 4) == ".ini") configs.push_back(n);
   }
   closedir(dp);
-  EXPECT_GE(configs.size(), 14u);
+  EXPECT_GE(configs.size(), 22u);
   const std::string d = test::temp_dir("configs");
   for (const auto& c : configs) {
     // Zero steps: the model is built, initialised, checkpointed and evaluated.

@@ -1,0 +1,29 @@
+// What the fixed-kinetic NHF paper is about: the learned potential V on a
+// grid, its local minima against the target's modes, and the learned mass
+// matrix. Written as HDF5 (/potential [N x N], /x, /y, /modes, /minima,
+// /mass_matrix) for 2-D targets.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "flows/model.hpp"
+
+namespace bf {
+
+struct PotentialSummary {
+  bool written = false;
+  int minima = 0;             // local minima of V on the grid
+  int modes_with_minimum = 0;  // modes with a local minimum within `radius`
+  int modes = 0;
+  double radius = 0;
+  std::vector<double> mass_matrix;  // fixed kinetic
+  std::string text() const;
+};
+
+/// For NHF models on 2-D targets: evaluates V and writes `path`; otherwise returns written = false.
+template <class T>
+PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, const Distribution& target,
+                                     const std::string& path, int grid = 161);
+
+}  // namespace bf
