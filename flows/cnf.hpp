@@ -90,7 +90,8 @@ class CnfFlow final : public Model<T> {
 
   const CnfSpec& spec() const { return spec_; }
 
- private:
+ // The implementation. Public only because CUDA forbids extended (device)
+  // lambdas in private or protected member functions; not part of the interface.
   // V (and, with with_div, ∇·V through D axis tangents) at n points, one time each.
   void eval_velocity(const Vector<T>& params, int n, const Rows<const T>& x, const Span<const T>& t,
                      const Rows<T>& out_v, const Span<T>& out_div, bool with_div);
@@ -102,6 +103,7 @@ class CnfFlow final : public Model<T> {
   double deformation_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& weight);
   double reverse_kl_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& log_q0);
 
+ private:
   const Distribution& target_;
   std::shared_ptr<const Distribution> base_ptr_;
   const Distribution& base_;

@@ -74,7 +74,8 @@ class NhfFlow final : public Model<T> {
 
   const NhfSpec& spec() const { return spec_; }
 
- private:
+ // The implementation. Public only because CUDA forbids extended (device)
+  // lambdas in private or protected member functions; not part of the interface.
   // ∇V at rows q [n x D] into g; the forward cache of V stays for an HVP.
   void grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g);
   void grad_k(const Vector<T>& params, int n, const Rows<const T>& p, const Rows<T>& g);
@@ -92,6 +93,7 @@ class NhfFlow final : public Model<T> {
   void encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_bar,
                       const Rows<T>& sigma_bar);
 
+ private:
   const Distribution& target_;
   std::shared_ptr<const Distribution> prior_;
   NhfSpec spec_;
