@@ -1,5 +1,7 @@
 #include "flows/affine.hpp"
 
+#include "flows/noise.hpp"
+
 #include <stdexcept>
 
 namespace bf {
@@ -43,18 +45,6 @@ void affine_push(int n, int d, const Span<const T>& mu, const Rows<const T>& L, 
       });
 }
 
-template <class T>
-void draw_normals(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n, int d,
-                  const Matrix<T>& z) {
-  Kokkos::parallel_for(
-      "bf::affine_noise", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t r = e / d;
-        const int j = static_cast<int>(e - r * d);
-        const RngStream s(seed, purpose, static_cast<std::uint32_t>(step), first + static_cast<std::uint64_t>(r));
-        z(r, j) = static_cast<T>(s.normal(static_cast<std::uint32_t>(j)));
-      });
-}
-
 }  // namespace
 
 template <class T>
@@ -66,7 +56,7 @@ double AffineFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& gr
   const Rows<const T> L = slice_matrix(params, L_);
   const Matrix<T> z = z_, x = x_, g = g_;
   const Vector<T> e = e_;
-  draw_normals<T>(b.seed, Purpose::base_sample, b.step, b.first, n, d, z);
+  standard_normals<T>(b.seed, Purpose::base_sample, b.step, b.first, n, d, z);
   Kokkos::parallel_for(
       "bf::affine_x", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t r) {
         for (int i = 0; i < d; ++i) {
@@ -119,7 +109,7 @@ void AffineFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose 
   const int total = static_cast<int>(x.extent(0));
   for (int c0 = 0; c0 < total; c0 += max_batch_) {
     const int n = std::min(max_batch_, total - c0);
-    draw_normals<T>(seed, purpose, step, first + static_cast<std::uint64_t>(c0), n, d, z_);
+    standard_normals<T>(seed, purpose, step, first + static_cast<std::uint64_t>(c0), n, d, z_);
     const auto xs = Kokkos::subview(x, std::make_pair(c0, c0 + n), Kokkos::ALL());
     const auto ls = Kokkos::subview(log_q, std::make_pair(c0, c0 + n));
     affine_push<T>(n, d, slice_vector(params, mu_), slice_matrix(params, L_), z_, xs, ls);

@@ -1,5 +1,7 @@
 #include "flows/nhf.hpp"
 
+#include "flows/noise.hpp"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -15,18 +17,6 @@ Rows<T> head(const Matrix<T>& m, int n) {
 
 // The momentum noise of a sample: a purpose of its own beside the prior's.
 Purpose momentum_purpose(Purpose p) { return static_cast<Purpose>(1000u + static_cast<std::uint32_t>(p)); }
-
-template <class T>
-void normals(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n, int d,
-             const Matrix<T>& out) {
-  Kokkos::parallel_for(
-      "bf::nhf_normals", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / d;
-        const int j = static_cast<int>(e - i * d);
-        const RngStream s(seed, purpose, static_cast<std::uint32_t>(step), first + static_cast<std::uint64_t>(i));
-        out(i, j) = static_cast<T>(s.normal(static_cast<std::uint32_t>(j)));
-      });
-}
 
 // y = a x + y on n x d rows.
 template <class T>
@@ -59,6 +49,44 @@ void gradient_rows(int n, int d, const Rows<const T>& x, const Rows<T>& rows) {
           rows(r0, j) = x(i, j);
           for (int t = 1; t <= d; ++t) rows(r0 + t, j) = (t - 1 == j) ? T(1) : T(0);
         }
+      });
+}
+
+// ∇E at rows x [n x D] of a scalar MLP E through D axis tangents, into g; the
+// network keeps this forward for an HVP.
+template <class T>
+void scalar_gradient(const Mlp<T>& net, typename Mlp<T>::Workspace& ws, const Vector<T>& params, int n, int d,
+                     const Rows<const T>& x, const Matrix<T>& rows, const Rows<T>& g) {
+  gradient_rows<T>(n, d, x, rows_of<T>(rows, 0, (1 + d) * n));
+  const Rows<const T> out = net.forward(params, ws, n, d, rows_of<const T>(rows, 0, (1 + d) * n));
+  Kokkos::parallel_for(
+      "bf::nhf_gradient", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / d;
+        const int j = static_cast<int>(e - i * d);
+        g(i, j) = out(row_of(i, 1 + j, d), 0);
+      });
+}
+
+// After scalar_gradient at the same points: hu += c H u (input adjoint of the
+// value rows) and grad += c ∂(u·∇E)/∂θ, from one reverse pass whose tangent-row
+// adjoints are c u.
+template <class T>
+void scalar_hvp(const Mlp<T>& net, typename Mlp<T>::Workspace& ws, const Vector<T>& params, const Vector<T>& grad,
+                int n, int d, T c, const Rows<const T>& u, const Matrix<T>& adj_buf, const Matrix<T>& in_buf,
+                const Rows<T>& hu) {
+  const Rows<T> adj = rows_of<T>(adj_buf, 0, (1 + d) * n), in = rows_of<T>(in_buf, 0, (1 + d) * n);
+  Kokkos::parallel_for(
+      "bf::nhf_hvp_adjoint", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, d);
+        adj(r0, 0) = T(0);
+        for (int j = 0; j < d; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
+      });
+  net.reverse(params, grad, ws, adj, in);
+  Kokkos::parallel_for(
+      "bf::nhf_hvp", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t i = e / d;
+        const int j = static_cast<int>(e - i * d);
+        hu(i, j) += in(row_of(i, 0, d), j);
       });
 }
 
@@ -147,49 +175,20 @@ void NhfFlow<T>::initialize(const Vector<T>& params, std::uint32_t seed) const {
 
 template <class T>
 void NhfFlow<T>::grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g) {
-  const int D = dim_;
-  gradient_rows<T>(n, D, q, head(vrows_, (1 + D) * n));
-  const Rows<const T> out = v_->forward(params, wv_, n, D, rows_of<const T>(vrows_, 0, (1 + D) * n));
-  Kokkos::parallel_for(
-      "bf::nhf_grad_v", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / D;
-        const int j = static_cast<int>(e - i * D);
-        g(i, j) = out(row_of(i, 1 + j, D), 0);
-      });
+  scalar_gradient<T>(*v_, wv_, params, n, dim_, q, vrows_, g);
 }
 
 template <class T>
 void NhfFlow<T>::hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u,
                        const Rows<T>& hu) {
-  const int D = dim_;
-  const Rows<T> adj = head(vadj_, (1 + D) * n), in = head(vin_, (1 + D) * n);
-  Kokkos::parallel_for(
-      "bf::nhf_hvp_v_adj", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        const std::int64_t r0 = row_of(i, 0, D);
-        adj(r0, 0) = T(0);
-        for (int j = 0; j < D; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
-      });
-  v_->reverse(params, grad, wv_, adj, in);
-  Kokkos::parallel_for(
-      "bf::nhf_hvp_v", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / D;
-        const int j = static_cast<int>(e - i * D);
-        hu(i, j) += in(row_of(i, 0, D), j);
-      });
+  scalar_hvp<T>(*v_, wv_, params, grad, n, dim_, c, u, vadj_, vin_, hu);
 }
 
 template <class T>
 void NhfFlow<T>::grad_k(const Vector<T>& params, int n, const Rows<const T>& p, const Rows<T>& g) {
   const int D = dim_;
   if (k_) {
-    gradient_rows<T>(n, D, p, head(krows_, (1 + D) * n));
-    const Rows<const T> out = k_->forward(params, wk_, n, D, rows_of<const T>(krows_, 0, (1 + D) * n));
-    Kokkos::parallel_for(
-        "bf::nhf_grad_k", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t i = e / D;
-          const int j = static_cast<int>(e - i * D);
-          g(i, j) = out(row_of(i, 1 + j, D), 0);
-        });
+    scalar_gradient<T>(*k_, wk_, params, n, D, p, krows_, g);
     return;
   }
   // ∇K = M p = L (Lᵀ p), L lower-triangular with diagonal exp(l_ii).
@@ -213,20 +212,7 @@ void NhfFlow<T>::hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T 
                        const Rows<T>& hu, const Rows<const T>& p) {
   const int D = dim_;
   if (k_) {
-    const Rows<T> adj = head(kadj_, (1 + D) * n), in = head(kin_, (1 + D) * n);
-    Kokkos::parallel_for(
-        "bf::nhf_hvp_k_adj", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-          const std::int64_t r0 = row_of(i, 0, D);
-          adj(r0, 0) = T(0);
-          for (int j = 0; j < D; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
-        });
-    k_->reverse(params, grad, wk_, adj, in);
-    Kokkos::parallel_for(
-        "bf::nhf_hvp_k", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t i = e / D;
-          const int j = static_cast<int>(e - i * D);
-          hu(i, j) += in(row_of(i, 0, D), j);
-        });
+    scalar_hvp<T>(*k_, wk_, params, grad, n, D, c, u, kadj_, kin_, hu);
     return;
   }
   // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
@@ -358,7 +344,7 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
           q(i, j) = static_cast<T>(zd(i, j));
         });
   }
-  normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, eps_);
+  standard_normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, eps_);
   encode(params, n, q, mu, sig);
   // p = μ + σ ε at the encoder's end; log f there (without −D/2 log 2π, which cancels).
   Vector<T> lf = Kokkos::subview(e_, std::make_pair(0, n));
@@ -422,7 +408,7 @@ void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose pur
                   eps = head(eps_, n);
     const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
     prior_->sample(seed, purpose, static_cast<std::uint32_t>(step), f0, zd);
-    normals<T>(seed, momentum_purpose(purpose), step, f0, n, D, eps_);
+    standard_normals<T>(seed, momentum_purpose(purpose), step, f0, n, D, eps_);
     Kokkos::parallel_for(
         "bf::nhf_sample_q0", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
           const std::int64_t i = e / D;

@@ -18,17 +18,6 @@
 #include "src/target_config.hpp"
 
 namespace bf {
-namespace {
-
-std::string row_text(const std::string& who, const Metrics& m) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g", who.c_str(),
-                static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z, m.log_z_stderr,
-                m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv);
-  return buf;
-}
-
-}  // namespace
 
 int cmd_check(Environment& env, const std::vector<std::string>& args) {
   po::options_description desc;
@@ -116,17 +105,16 @@ int cmd_check(Environment& env, const std::vector<std::string>& args) {
   os << "boltzflow check\n  target:   " << target->description() << "\n  proposal: "
      << (kind == "exact" ? "the target's exact sampler" : proposal->description()) << "\n  samples:  " << n_total
      << " on " << env.size() << " rank(s), seed " << seed << ", Kokkos " << kokkos_backend() << "\n\n";
-  os << "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
-        "hausdorff  cover_tv\n";
+  os << metrics_table_header();
   Json ranks = Json::array();
   for (std::size_t r = 0; r < per_rank.size(); ++r) {
     const Metrics m = finalize(per_rank[r], *target);
-    os << row_text(std::to_string(r), m) << "\n";
+    os << metrics_table_row(std::to_string(r), m);
     Json jr = to_json(m);
     jr["rank"] = static_cast<long long>(r);
     ranks.push_back(jr);
   }
-  os << row_text("all", g) << "\n\nmode coverage (" << target->modes().rule << "):";
+  os << metrics_table_row("all", g) << "\nmode coverage (" << target->modes().rule << "):";
   for (std::size_t k = 0; k < g.mode_fractions.size(); ++k)
     os << " " << fmt_num(std::round(g.mode_fractions[k] * 1e4) / 1e4) << " (" << fmt_num(g.mode_weights[k]) << ")";
   os << "\n";

@@ -20,13 +20,6 @@
 namespace bf {
 
 namespace {
-std::string metrics_line(const std::string& who, const Metrics& m) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g", who.c_str(),
-                static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z, m.log_z_stderr,
-                m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv);
-  return buf;
-}
 // One checkpoint evaluated with the full suite over every rank.
 Evaluation evaluate_checkpoint(const Environment& env, LoadedRun& run, const std::string& path, long long samples) {
   const int chunk = static_cast<int>(run.cfg.get_int("eval.batch"));
@@ -203,16 +196,15 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   std::ostringstream os;
   os << "boltzflow evaluate " << path << " (step " << run.ckpt.step << ")\n  target: " << run.target->description()
      << "\n  samples: " << samples << " on " << env.size() << " rank(s)\n\n"
-     << "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
-        "hausdorff  cover_tv\n";
+     << metrics_table_header();
   Json per_rank = Json::array();
   for (std::size_t r = 0; r < ev.per_rank.size(); ++r) {
-    os << metrics_line(std::to_string(r), ev.per_rank[r]) << "\n";
+    os << metrics_table_row(std::to_string(r), ev.per_rank[r]);
     Json j = to_json(ev.per_rank[r]);
     j["rank"] = static_cast<long long>(r);
     per_rank.push_back(j);
   }
-  os << metrics_line("all", ev.global) << "\n";
+  os << metrics_table_row("all", ev.global);
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
   std::cout << os.str() << std::flush;

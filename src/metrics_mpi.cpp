@@ -101,6 +101,19 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
   return out;
 }
 
+std::string metrics_table_header() {
+  return "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
+         "hausdorff  cover_tv\n";
+}
+
+std::string metrics_table_row(const std::string& who, const Metrics& m) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g\n",
+                who.c_str(), static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z,
+                m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv);
+  return buf;
+}
+
 std::string observables_text(const Metrics& m) {
   std::string out;
   char buf[256];

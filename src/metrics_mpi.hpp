@@ -21,6 +21,10 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm);
 
 /// The metric keys of `evaluate --json` and `check --json`.
 Json to_json(const Metrics& m);
+/// The header and one row of the per-rank metrics table printed by check and evaluate.
+std::string metrics_table_header();
+std::string metrics_table_row(const std::string& who, const Metrics& m);
+
 /// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
 std::string observables_text(const Metrics& m);
 

@@ -15,21 +15,10 @@ using bf::test::TestRng;
 
 namespace {
 
-std::vector<double> host(const Vector<double>& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  return std::vector<double>(h.data(), h.data() + h.extent(0));
-}
-Vector<double> device(const std::vector<double>& v) {
-  Vector<double> d("d", v.size());
-  auto h = Kokkos::create_mirror_view(d);
-  for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
-  Kokkos::deep_copy(d, h);
-  return d;
-}
-double central(const std::function<double(double)>& f, double h = 1e-4) {
-  auto c = [&](double s) { return (f(s) - f(-s)) / (2 * s); };
-  return (4 * c(h / 2) - c(h)) / 3;
-}
+using test::central_difference;
+std::vector<double> host(const Vector<double>& v) { return test::host_values(v); }
+Vector<double> device(const std::vector<double>& v) { return test::device_values(v); }
+double central(const std::function<double(double)>& f, double h = 1e-4) { return central_difference(f, h); }
 void expect_close(double fd, double an, double scale, double tol, const std::string& what) {
   EXPECT_LE(std::fabs(fd - an), tol * std::fmax(std::fabs(an), scale)) << what << ": fd " << fd << " vs " << an;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "physics/core.hpp"
@@ -35,6 +36,26 @@ std::vector<double> host_vector(const Vector<T>& v) {
   std::vector<double> out(v.extent(0));
   for (std::size_t i = 0; i < v.extent(0); ++i) out[i] = static_cast<double>(h(i));
   return out;
+}
+
+/// A device vector's values on the host; host values in a new device vector.
+inline std::vector<double> host_values(const Vector<double>& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<double>(h.data(), h.data() + h.extent(0));
+}
+inline Vector<double> device_values(const std::vector<double>& v) {
+  Vector<double> d("device_values", v.size());
+  auto h = Kokkos::create_mirror_view(d);
+  for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+
+/// Central difference of s -> f(s) at 0, Richardson-extrapolated over steps h and h/2
+/// (truncation error O(h⁴)).
+inline double central_difference(const std::function<double(double)>& f, double h) {
+  auto c = [&](double s) { return (f(s) - f(-s)) / (2 * s); };
+  return (4 * c(h / 2) - c(h)) / 3;
 }
 
 /// Deterministic pseudo-random numbers for test inputs (splitmix64 -> normal).
