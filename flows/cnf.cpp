@@ -86,12 +86,19 @@ CnfFlow<T>::CnfFlow(const Distribution& target, std::shared_ptr<const Distributi
       g_ = std::make_unique<TimeMixture<T>>("g", gs, layout_);
     }
   }
-  // Workspaces: velocity evaluation needs (1 + D) B rows; the loss C times that.
-  const int vrows = (1 + D) * B * (deform ? C : 1);
+  // Workspaces. Sampling and log q integrate up to B points, one velocity
+  // evaluation at a time: (1 + D) B rows. The loss handles up to Bt points
+  // (the training batch per rank): the deformation loss C trajectory points
+  // at once, (1 + D) Bt C rows, the reverse-KL adjoint (1 + D) Bt rows. Sizing
+  // the loss buffers by the evaluation batch instead costs gigabytes for the
+  // paper's phi^4 network.
+  const int Bt = spec.train_batch > 0 ? std::min(spec.train_batch, B) : B;
+  train_batch_ = Bt;
+  const int lrows = (1 + D) * Bt * (deform ? C : 1);
+  const int vrows = std::max((1 + D) * B, lrows);
   wv_ = v_->workspace(vrows);
   vrows_ = Matrix<T>("cnf_vrows", vrows, D + 1);
-  adj_v_ = Matrix<T>("cnf_adj_v", vrows, D);
-  adj_in_ = Matrix<T>("cnf_adj_in", (1 + D) * B, D);
+  adj_v_ = Matrix<T>("cnf_adj_v", lrows, D);
   zd_ = Matrix<double>("cnf_z", B, D);
   x_ = Matrix<T>("cnf_x", B, D);
   xs_ = Matrix<T>("cnf_xs", B, D);
@@ -100,30 +107,31 @@ CnfFlow<T>::CnfFlow(const Distribution& target, std::shared_ptr<const Distributi
   div_ = Vector<T>("cnf_div", B);
   dacc_ = Vector<T>("cnf_dacc", B);
   divint_ = Vector<T>("cnf_divint", B);
-  t_ = Vector<T>("cnf_t", std::max(B, B * C));
-  w_ = Vector<T>("cnf_w", B);
+  t_ = Vector<T>("cnf_t", std::max(B, Bt * C));
+  w_ = Vector<T>("cnf_w", Bt);
   lq0_ = Vector<T>("cnf_lq0", B);
   if (deform) {
-    traj_ = Matrix<T>("cnf_traj", static_cast<std::size_t>(N + 1) * B, D);
-    wc_ = c_->workspace(B * C);
-    crows_ = Matrix<T>("cnf_crows", B * C, 1);
-    adj_c_ = Matrix<T>("cnf_adj_c", B * C, 1);
-    grad0_ = Matrix<T>("cnf_grad0", B * C, D);
-    grad1_ = Matrix<T>("cnf_grad1", B * C, D);
-    e0_ = Vector<T>("cnf_e0", B * C);
-    e1_ = Vector<T>("cnf_e1", B * C);
+    traj_ = Matrix<T>("cnf_traj", static_cast<std::size_t>(N + 1) * Bt, D);
+    wc_ = c_->workspace(Bt * C);
+    crows_ = Matrix<T>("cnf_crows", Bt * C, 1);
+    adj_c_ = Matrix<T>("cnf_adj_c", Bt * C, 1);
+    grad0_ = Matrix<T>("cnf_grad0", Bt * C, D);
+    grad1_ = Matrix<T>("cnf_grad1", Bt * C, D);
+    e0_ = Vector<T>("cnf_e0", Bt * C);
+    e1_ = Vector<T>("cnf_e1", Bt * C);
     if (g_) {
-      wg_ = g_->workspace((2 + D) * B * C);
-      grows_ = Matrix<T>("cnf_grows", (2 + D) * B * C, D + 1);
-      adj_g_ = Matrix<T>("cnf_adj_g", (2 + D) * B * C, 1);
+      wg_ = g_->workspace((2 + D) * Bt * C);
+      grows_ = Matrix<T>("cnf_grows", (2 + D) * Bt * C, D + 1);
+      adj_g_ = Matrix<T>("cnf_adj_g", (2 + D) * Bt * C, 1);
     }
   } else {
-    stages_ = Matrix<T>("cnf_stages", static_cast<std::size_t>(4) * N * B, D);
-    lam_ = Matrix<T>("cnf_lambda", B, D);
-    lam_new_ = Matrix<T>("cnf_lambda_new", B, D);
-    kbar_ = Matrix<T>("cnf_kbar", B, D);
-    grad1_ = Matrix<T>("cnf_grad1", B, D);
-    e1_ = Vector<T>("cnf_e1", B);
+    adj_in_ = Matrix<T>("cnf_adj_in", (1 + D) * Bt, D);
+    stages_ = Matrix<T>("cnf_stages", static_cast<std::size_t>(4) * N * Bt, D);
+    lam_ = Matrix<T>("cnf_lambda", Bt, D);
+    lam_new_ = Matrix<T>("cnf_lambda_new", Bt, D);
+    kbar_ = Matrix<T>("cnf_kbar", Bt, D);
+    grad1_ = Matrix<T>("cnf_grad1", Bt, D);
+    e1_ = Vector<T>("cnf_e1", Bt);
   }
 }
 
@@ -390,7 +398,7 @@ template <class T>
 double CnfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& b,
                                  const Collective& coll) {
   const int n = b.count, D = dim_;
-  if (n > max_batch_) throw std::logic_error("cnf: batch larger than the workspace");
+  if (n > train_batch_) throw std::logic_error("cnf: loss batch larger than the workspace");
   // z ~ p0 by global sample index; log p0(z).
   const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
   base_.sample(b.seed, Purpose::base_sample, static_cast<std::uint32_t>(b.step), b.first, zd);

@@ -47,6 +47,8 @@ struct CnfSpec {
   bool importance_weights = false;        // Eq. 9 weights (per-batch normalised)
   int time_chunk = 1;                     // trajectory points evaluated at once in the loss
   double output_gain = 1.0;               // init scale of V's last layer
+  int train_batch = 0;                    // largest loss batch (0: max_batch); the loss
+                                          // buffers scale with it, sampling ones with max_batch
 };
 
 /// The terms of the deformation error at points x (n x D) and one time t.
@@ -108,7 +110,7 @@ class CnfFlow final : public Model<T> {
   std::shared_ptr<const Distribution> base_ptr_;
   const Distribution& base_;
   CnfSpec spec_;
-  int dim_, max_batch_;
+  int dim_, max_batch_, train_batch_ = 0;
   int last_count_ = 0;
   ParameterLayout layout_;
   std::unique_ptr<TimeMixture<T>> v_, g_, c_;

@@ -39,6 +39,11 @@ struct BatchRef {
   std::uint64_t first = 0;     // global index of this rank's first sample
   int count = 0;               // this rank's samples
   std::int64_t global = 0;     // samples in the whole batch
+
+  /// A whole batch of `count` samples held by one rank.
+  static BatchRef one_rank(std::uint32_t seed, std::int64_t step, std::uint64_t first, int count) {
+    return BatchRef{seed, step, first, count, count};
+  }
 };
 
 template <class T>

@@ -25,7 +25,7 @@ Evaluation evaluate_checkpoint(const Environment& env, LoadedRun& run, const std
   const int chunk = static_cast<int>(run.cfg.get_int("eval.batch"));
   return with_precision(run.cfg, [&](auto zero) {
     using T = decltype(zero);
-    auto model = make_model<T>(run.cfg, *run.target, chunk);
+    auto model = make_model<T>(run.cfg, *run.target, chunk, 1);  // sampling only: no loss buffers
     if (model->layout().signature() != run.ckpt.layout_signature)
       throw InputError("checkpoint '" + path + "' does not match the model its configuration describes");
     const Vector<T> params = device_parameters<T>(run.ckpt.parameters);

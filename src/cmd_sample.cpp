@@ -50,7 +50,7 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
   Vector<double> lq("log_q", mine.count()), lw("log_w", mine.count());
   with_precision(run.cfg, [&](auto zero) {
     using T = decltype(zero);
-    auto model = make_model<T>(run.cfg, *run.target, static_cast<int>(run.cfg.get_int("eval.batch")));
+    auto model = make_model<T>(run.cfg, *run.target, static_cast<int>(run.cfg.get_int("eval.batch")), 1);
     if (model->layout().signature() != run.ckpt.layout_signature)
       throw InputError("checkpoint '" + path + "' does not match the model its configuration describes");
     const Vector<T> params = device_parameters<T>(run.ckpt.parameters);

@@ -96,7 +96,7 @@ const std::vector<KeyInfo>& config_registry() {
 
       // ---- eval
       {"eval.samples", K::Int, "4096", "global number of samples for each evaluation", {}, 1, 1e12},
-      {"eval.batch", K::Int, "4096", "samples per rank evaluated at once (memory bound)", {}, 1, 1e9},
+      {"eval.batch", K::Int, "1024", "samples per rank evaluated at once (memory: the networks' caches scale with it)", {}, 1, 1e9},
       {"eval.forward", K::Bool, "true", "also measure forward KL/ESS on exact target samples where they exist"},
 
       // ---- target

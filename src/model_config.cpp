@@ -32,7 +32,7 @@ std::vector<int> widths(const Config& cfg, const std::string& key) {
 }  // namespace
 
 template <class T>
-std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, int max_batch) {
+std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, int max_batch, int train_batch) {
   const std::string kind = cfg.get_string("model.kind");
   const std::string loss = cfg.get_string("train.loss");
   try {
@@ -57,6 +57,7 @@ std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, in
       s.importance_weights = cfg.get_string("model.trajectory_weights") == "importance";
       s.time_chunk = static_cast<int>(cfg.get_int("model.time_chunk"));
       s.output_gain = cfg.get_real("model.output_gain");
+      s.train_batch = std::max(1, train_batch);
       if (!s.deformation && s.trainable)
         throw InputError("model.interpolation = trainable needs train.loss = deformation");
       return std::make_unique<CnfFlow<T>>(target, make_base(cfg, target.dim()), s, max_batch);
@@ -81,7 +82,7 @@ std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, in
   throw InputError("model.kind = " + kind + " is not available");
 }
 
-template std::unique_ptr<Model<float>> make_model<float>(Config&, const Distribution&, int);
-template std::unique_ptr<Model<double>> make_model<double>(Config&, const Distribution&, int);
+template std::unique_ptr<Model<float>> make_model<float>(Config&, const Distribution&, int, int);
+template std::unique_ptr<Model<double>> make_model<double>(Config&, const Distribution&, int, int);
 
 }  // namespace bf

@@ -134,7 +134,7 @@ class Trainer {
     mine_ = split_range(batch_, env.rank(), env.size());
     const long long eval_batch = cfg_.get_int("eval.batch");
     const int max_batch = static_cast<int>(std::max<long long>({mine_.count(), eval_batch, 1}));
-    model_ = make_model<T>(cfg_, *target_, max_batch);
+    model_ = make_model<T>(cfg_, *target_, max_batch, static_cast<int>(std::max<long long>(mine_.count(), 1)));
     const std::size_t n = model_->layout().size();
     params_ = Vector<T>("params", n);
     grad_ = Vector<T>("grad", n);

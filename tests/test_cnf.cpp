@@ -29,7 +29,8 @@ struct CnfSetup {
   std::vector<double> params;
 };
 
-CnfSetup make(const std::string& target, bool deformation, bool trainable, int steps = 6, int batch = 5) {
+CnfSetup make(const std::string& target, bool deformation, bool trainable, int steps = 6, int batch = 5,
+              int train_batch = 0) {
   CnfSetup s;
   TargetSpec ts;
   ts.name = target;
@@ -44,6 +45,7 @@ CnfSetup make(const std::string& target, bool deformation, bool trainable, int s
   spec.deformation = deformation;
   spec.trainable = trainable;
   spec.time_chunk = 3;
+  spec.train_batch = train_batch;
   std::shared_ptr<const Distribution> base =
       target == "phi4" ? std::shared_ptr<const Distribution>(std::make_unique<GeneralizedGaussian>(3, 2.0, 4.0))
                        : std::shared_ptr<const Distribution>(GeneralizedGaussian::gaussian(2, 1.5));
@@ -109,12 +111,7 @@ TEST(Cnf, LossGradientsMatchFiniteDifferences) {
   for (const Case& c : {Case{"gmm2asym", true, false}, Case{"gmm2asym", true, true}, Case{"phi4", true, true},
                        Case{"gmm2asym", false, false}, Case{"phi4", false, false}}) {
     CnfSetup s = make(c.target, c.deformation, c.trainable);
-    BatchRef b;
-    b.seed = 11;
-    b.step = 4;
-    b.first = 100;
-    b.count = 5;
-    b.global = 5;
+    BatchRef b = BatchRef::one_rank(11, 4, 100, 5);
     LocalCollective coll;
     // The deformation loss differentiates with the trajectory positions held
     // fixed (no gradient through them); the reverse KL through everything.
@@ -245,15 +242,37 @@ TEST(Cnf, BackwardIntegrationInvertsForward) {
 // The deformation loss trains V on the trajectories the sampler follows: its
 // stored trajectory (integrated without the divergence) ends where the
 // sampler's samples (integrated with it) end, for the same base draws.
+// The loss buffers follow the training batch, the sampling buffers the
+// (larger) evaluation batch: the same loss and gradient either way, a loss
+// batch beyond the training batch refused, sampling the full batch intact.
+TEST(Cnf, LossWorkspaceFollowsTheTrainingBatch) {
+  for (bool deformation : {true, false}) {
+    CnfSetup small = make("phi4", deformation, deformation, 6, 5);
+    CnfSetup large = make("phi4", deformation, deformation, 6, 40, 5);
+    ASSERT_EQ(small.params, large.params);
+    BatchRef b = BatchRef::one_rank(7, 2, 10, 5);
+    Vector<double> g1("g1", small.params.size()), g2("g2", small.params.size());
+    const double l1 = small.flow->loss_and_grad(device(small.params), g1, b, LocalCollective());
+    const double l2 = large.flow->loss_and_grad(device(large.params), g2, b, LocalCollective());
+    EXPECT_EQ(l1, l2);
+    EXPECT_EQ(host(g1), host(g2));
+    b.count = b.global = 6;
+    EXPECT_THROW(large.flow->loss_and_grad(device(large.params), g2, b, LocalCollective()), std::logic_error);
+    Matrix<double> x("x", 40, 3);
+    Vector<double> lq("lq", 40);
+    large.flow->sample(device(large.params), 3u, Purpose::eval, 0, 0, x, lq);
+    Matrix<double> x5("x5", 5, 3);
+    Vector<double> lq5("lq5", 5);
+    small.flow->sample(device(small.params), 3u, Purpose::eval, 0, 35, x5, lq5);
+    const auto hx = test::host_rows(x), hx5 = test::host_rows(x5);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(hx[35 + i], hx5[i]) << "sample " << 35 + i;
+  }
+}
+
 TEST(Cnf, LossTrajectoryIsTheSamplersTrajectory) {
   CnfSetup s = make("gmm2asym", true, true, 10, 5);
   const Vector<double> p = device(s.params);
-  BatchRef b;
-  b.seed = 21;
-  b.step = 3;
-  b.first = 40;
-  b.count = 5;
-  b.global = 5;
+  BatchRef b = BatchRef::one_rank(21, 3, 40, 5);
   Vector<double> g("g", s.params.size());
   s.flow->loss_and_grad(p, g, b, LocalCollective());
   const auto start = s.flow->last_trajectory_point(0), end = s.flow->last_trajectory_point(10);

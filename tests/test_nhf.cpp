@@ -128,12 +128,7 @@ TEST(Nhf, LossGradientsMatchFiniteDifferences) {
   for (const auto& c : cases) {
     if (c.target == "phi4" && c.elbo) continue;  // no exact samples of φ⁴
     NhfSetup s = make(c.target, c.fixed, c.elbo, c.act, c.prior);
-    BatchRef b;
-    b.seed = 5;
-    b.step = 2;
-    b.first = 10;
-    b.count = 6;
-    b.global = 6;
+    BatchRef b = BatchRef::one_rank(5, 2, 10, 6);
     LocalCollective coll;
     auto loss = [&](const std::vector<double>& q) {
       Vector<double> g("g", q.size());
