@@ -36,10 +36,6 @@ void fill_value(const Span<T>& v, int n, T value) {
 }
 
 template <class T>
-Rows<T> first_rows(const Matrix<T>& m, int n) {
-  return rows_of<T>(m, 0, n);
-}
-template <class T>
 Span<T> first(const Vector<T>& v, int n) {
   return Span<T>(v.data(), static_cast<std::size_t>(n));
 }
@@ -188,7 +184,7 @@ template <class T>
 void CnfFlow<T>::rk4(const Vector<T>& params, int n, const Rows<T>& x, const Span<T>& div_int, double t0, double h,
                      bool with_div, bool store_traj, bool store_stages) {
   const int D = dim_, N = spec_.steps;
-  const Rows<T> xs = first_rows(xs_, n), k = first_rows(k_, n), acc = first_rows(acc_, n);
+  const Rows<T> xs = head_rows(xs_, n), k = head_rows(k_, n), acc = head_rows(acc_, n);
   const Span<T> div = first(div_, n), dacc = first(dacc_, n), t = first(t_, n);
   const Matrix<T> traj = traj_, stages = stages_;
   const T hh = static_cast<T>(h);
@@ -326,7 +322,7 @@ double CnfFlow<T>::reverse_kl_loss(const Vector<T>& params, const Vector<T>& gra
                                    const Span<const T>& log_q0) {
   const int D = dim_, N = spec_.steps;
   const double h = 1.0 / N;
-  const Rows<T> x = first_rows(x_, n);
+  const Rows<T> x = head_rows(x_, n);
   const Span<T> dint = first(divint_, n);
   fill_value<T>(dint, n, T(0));
   rk4(params, n, x, dint, 0.0, h, true, false, true);
@@ -339,7 +335,7 @@ double CnfFlow<T>::reverse_kl_loss(const Vector<T>& params, const Vector<T>& gra
       "bf::cnf_reverse_kl", Policy(0, n),
       KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += static_cast<double>(log_q0(i) - dint(i) + e1(i)); },
       loss);
-  const Rows<T> lnew = first_rows(lam_new_, n), kb = first_rows(kbar_, n), xs = first_rows(xs_, n);
+  const Rows<T> lnew = head_rows(lam_new_, n), kb = head_rows(kbar_, n), xs = head_rows(xs_, n);
   const Rows<T> av = rows_of<T>(adj_v_, 0, (1 + D) * n), ain = rows_of<T>(adj_in_, 0, (1 + D) * n);
   const Span<T> t = first(t_, n);
   const Matrix<T> stages = stages_;
@@ -402,7 +398,7 @@ double CnfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   // z ~ p0 by global sample index; log p0(z).
   const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
   base_.sample(b.seed, Purpose::base_sample, static_cast<std::uint32_t>(b.step), b.first, zd);
-  const Rows<T> x = first_rows(x_, n);
+  const Rows<T> x = head_rows(x_, n);
   Kokkos::parallel_for(
       "bf::cnf_load_z", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / D;
@@ -475,7 +471,7 @@ void CnfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose pur
     const int n = std::min(max_batch_, total - c0);
     const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
     base_.sample(seed, purpose, static_cast<std::uint32_t>(step), first_index + static_cast<std::uint64_t>(c0), zd);
-    const Rows<T> x = first_rows(x_, n);
+    const Rows<T> x = head_rows(x_, n);
     const Span<T> dint = first(divint_, n), lq0 = first(lq0_, n);
     Kokkos::parallel_for(
         "bf::cnf_sample_z", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
@@ -503,7 +499,7 @@ void CnfFlow<T>::log_density(const Vector<T>& params, const ConstMatrix<double>&
   const T lz0 = static_cast<T>(base_.log_z());
   for (int c0 = 0; c0 < total; c0 += max_batch_) {
     const int n = std::min(max_batch_, total - c0);
-    const Rows<T> x = first_rows(x_, n);
+    const Rows<T> x = head_rows(x_, n);
     const Span<T> dint = first(divint_, n), lq0 = first(lq0_, n);
     Kokkos::parallel_for(
         "bf::cnf_density_in", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
@@ -532,7 +528,7 @@ void CnfFlow<T>::integrate(const Vector<T>& params, std::vector<double>& xv, std
   Kokkos::deep_copy(x_, hx);
   const Span<T> dint = first(divint_, n);
   fill_value<T>(dint, n, T(0));
-  rk4(params, n, first_rows(x_, n), dint, backward ? 1.0 : 0.0, (backward ? -1.0 : 1.0) / spec_.steps, true, false,
+  rk4(params, n, head_rows(x_, n), dint, backward ? 1.0 : 0.0, (backward ? -1.0 : 1.0) / spec_.steps, true, false,
       false);
   Kokkos::deep_copy(hx, x_);
   auto hd = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), divint_);

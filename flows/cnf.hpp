@@ -92,7 +92,7 @@ class CnfFlow final : public Model<T> {
 
   const CnfSpec& spec() const { return spec_; }
 
- // The implementation. Public only because CUDA forbids extended (device)
+  // The implementation. Public only because CUDA forbids extended (device)
   // lambdas in private or protected member functions; not part of the interface.
   // V (and, with with_div, ∇·V through D axis tangents) at n points, one time each.
   void eval_velocity(const Vector<T>& params, int n, const Rows<const T>& x, const Span<const T>& t,

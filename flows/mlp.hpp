@@ -97,4 +97,10 @@ Rows<T> rows_of(const V& m, std::int64_t r0, std::int64_t n) {
   return Rows<T>(m.data() + r0 * static_cast<std::int64_t>(m.extent(1)), static_cast<std::size_t>(n), m.extent(1));
 }
 
+/// View of the first n rows of a LayoutRight matrix of T.
+template <class T>
+Rows<T> head_rows(const Matrix<T>& m, std::int64_t n) {
+  return rows_of<T>(m, 0, n);
+}
+
 }  // namespace bf

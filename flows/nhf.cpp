@@ -10,11 +10,6 @@ namespace bf {
 
 namespace {
 
-template <class T>
-Rows<T> head(const Matrix<T>& m, int n) {
-  return rows_of<T>(m, 0, n);
-}
-
 // The momentum noise of a sample: a purpose of its own beside the prior's.
 Purpose momentum_purpose(Purpose p) { return static_cast<Purpose>(1000u + static_cast<std::uint32_t>(p)); }
 
@@ -217,7 +212,7 @@ void NhfFlow<T>::hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T 
   }
   // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
   const Rows<const T> L = slice_matrix(params, mass_);
-  const Rows<T> w = head(tmp_, n);
+  const Rows<T> w = head_rows(tmp_, n);
   grad_k(params, n, u, w);  // w = M u
   axpy<T>(n, D, c, w, hu);
   const Rows<T> dL = slice_matrix(grad, mass_);
@@ -242,7 +237,7 @@ void NhfFlow<T>::hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T 
 template <class T>
 void NhfFlow<T>::integrate(const Vector<T>& params, int n, const Rows<T>& q, const Rows<T>& p, T dt, bool store) {
   const int D = dim_, L = spec_.steps;
-  const Rows<T> gq = head(gq_, n), gp = head(gp_, n);
+  const Rows<T> gq = head_rows(gq_, n), gp = head_rows(gp_, n);
   grad_v(params, n, q, gq);
   for (int s = 0; s < L; ++s) {
     if (store) copy_rows<T>(n, D, q, rows_of<T>(qs_, static_cast<std::int64_t>(s) * n, n));
@@ -260,7 +255,7 @@ template <class T>
 void NhfFlow<T>::adjoint(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& b, const Rows<T>& a,
                          T dt) {
   const int L = spec_.steps;
-  const Rows<T> g = head(gq_, n);
+  const Rows<T> g = head_rows(gq_, n);
   for (int s = L - 1; s >= 0; --s) {
     if (s == L - 1) {  // the last half kick, at Q[L]
       grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(L) * n, n), g);
@@ -268,7 +263,7 @@ void NhfFlow<T>::adjoint(const Vector<T>& params, const Vector<T>& grad, int n, 
     }
     // drift: p̄_h += dt H_K(p_h) q̄
     const Rows<const T> ph = rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n);
-    grad_k(params, n, ph, head(gp_, n));
+    grad_k(params, n, ph, head_rows(gp_, n));
     hvp_k(params, grad, n, dt, b, a, ph);
     // first half kick of step s and last of step s − 1 meet at Q[s]: one HVP.
     grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(s) * n, n), g);
@@ -282,7 +277,7 @@ void NhfFlow<T>::encode(const Vector<T>& params, int n, const Rows<const T>& q, 
   const int D = dim_;
   // The encoder's own copy of its input: the caller's q moves with the flow,
   // and the reverse pass needs the input of the forward.
-  const Rows<T> in = head(enc_in_, n);
+  const Rows<T> in = head_rows(enc_in_, n);
   copy_rows<T>(n, D, q, in);
   const Rows<const T> m = mu_->forward(params, wmu_, n, 0, in);
   const Rows<const T> s = sig_->forward(params, wsig_, n, 0, in);
@@ -317,8 +312,8 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   const int n = bref.count, D = dim_;
   if (n > max_batch_) throw std::logic_error("nhf: batch larger than the workspace");
   const T dt = static_cast<T>(spec_.time / spec_.steps);
-  const Rows<T> q = head(q_, n), p = head(p_, n), a = head(a_, n), b = head(b_, n), mu = head(mu_v_, n),
-                sig = head(sig_v_, n), eps = head(eps_, n);
+  const Rows<T> q = head_rows(q_, n), p = head_rows(p_, n), a = head_rows(a_, n), b = head_rows(b_, n), mu = head_rows(mu_v_, n),
+                sig = head_rows(sig_v_, n), eps = head_rows(eps_, n);
   const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
   // The start: positions from the prior (sampling) or the data set (density estimation).
   if (spec_.elbo) {
@@ -381,7 +376,7 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   }
   adjoint(params, grad, n, b, a, h);
   // Encoder: μ̄ = p̄, σ̄ = p̄ ε − 1/σ (from log f).
-  const Rows<T> mubar = head(gp_, n), sigbar = head(tmp_, n);
+  const Rows<T> mubar = head_rows(gp_, n), sigbar = head_rows(tmp_, n);
   Kokkos::parallel_for(
       "bf::nhf_encoder_bar", Policy(0, static_cast<std::int64_t>(n) * D), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / D;
@@ -404,8 +399,8 @@ void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose pur
   for (int c0 = 0; c0 < total; c0 += max_batch_) {
     const int n = std::min(max_batch_, total - c0);
     const std::uint64_t f0 = first + static_cast<std::uint64_t>(c0);
-    const Rows<T> q = head(q_, n), p = head(p_, n), mu = head(mu_v_, n), sig = head(sig_v_, n),
-                  eps = head(eps_, n);
+    const Rows<T> q = head_rows(q_, n), p = head_rows(p_, n), mu = head_rows(mu_v_, n), sig = head_rows(sig_v_, n),
+                  eps = head_rows(eps_, n);
     const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
     prior_->sample(seed, purpose, static_cast<std::uint32_t>(step), f0, zd);
     standard_normals<T>(seed, momentum_purpose(purpose), step, f0, n, D, eps_);
@@ -513,7 +508,7 @@ void NhfFlow<T>::leapfrog(const Vector<T>& params, std::vector<double>& qv, std:
     for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(qv[i * D + j]), hp(i, j) = static_cast<T>(pv[i * D + j]);
   Kokkos::deep_copy(q_, hq);
   Kokkos::deep_copy(p_, hp);
-  integrate(params, n, head(q_, n), head(p_, n), static_cast<T>(dt), false);
+  integrate(params, n, head_rows(q_, n), head_rows(p_, n), static_cast<T>(dt), false);
   Kokkos::deep_copy(hq, q_);
   Kokkos::deep_copy(hp, p_);
   for (int i = 0; i < n; ++i)

@@ -74,7 +74,7 @@ class NhfFlow final : public Model<T> {
 
   const NhfSpec& spec() const { return spec_; }
 
- // The implementation. Public only because CUDA forbids extended (device)
+  // The implementation. Public only because CUDA forbids extended (device)
   // lambdas in private or protected member functions; not part of the interface.
   // ∇V at rows q [n x D] into g; the forward cache of V stays for an HVP.
   void grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g);
