@@ -22,23 +22,37 @@ Activation parse_activation(const std::string& name);
 std::string activation_name(Activation a);
 
 /// σ(a) for a compile-time activation (loops over it vectorize); writes σ'(a), σ''(a).
+/// Every branch is a select and every transcendental a polynomial (vexp,
+/// vexpm1, vlog1p_unit in physics/core.hpp), so no libm call remains in the
+/// engine's loops. The forms avoid cancellation, so each of σ, σ', σ'' keeps a
+/// few ulps of relative accuracy in both tails (tests/test_engine.cpp,
+/// ActivationsMatchLibm, states the maximum errors): with e = e^{−|a|} and
+/// r = 1/(1 + e), s = r (a ≥ 0) or e r (a < 0), s(1 − s) = e r², 1 − 2s = ∓(1 − e) r;
+/// tanh|a| = −expm1(−2|a|) / (2 + expm1(−2|a|)), 1 − tanh² = 4 e₂ / (1 + e₂)², e₂ = e^{−2|a|}.
 template <Activation A, class T>
 KOKKOS_INLINE_FUNCTION T activate_fixed(T a, T& d1, T& d2) {
-  if constexpr (A == Activation::softplus) {
-    const T s = sigmoid(a);
-    d1 = s;
-    d2 = s * (T(1) - s);
-    return softplus(a);
-  } else if constexpr (A == Activation::swish) {
-    const T s = sigmoid(a);
-    const T ss = s * (T(1) - s);
-    d1 = s + a * ss;
-    d2 = ss * (T(2) + a * (T(1) - T(2) * s));
-    return a * s;
+  if constexpr (A == Activation::softplus || A == Activation::swish) {
+    const bool pos = a >= T(0);
+    const T e = vexp(pos ? -a : a), r = T(1) / (T(1) + e);
+    const T s = pos ? r : e * r;
+    const T ss = e * r * r;  // s (1 − s)
+    if constexpr (A == Activation::softplus) {
+      d1 = s;
+      d2 = ss;
+      return (pos ? a : T(0)) + vlog1p_unit(e);
+    } else {
+      const T one_m_2s = (pos ? e - T(1) : T(1) - e) * r;
+      d1 = s + a * ss;
+      d2 = ss * (T(2) + a * one_m_2s);
+      return a * s;
+    }
   } else if constexpr (A == Activation::tanh) {
-    // tanh a = 2 s(2a) − 1 keeps the vectorizable exp.
-    const T h = T(2) * sigmoid(T(2) * a) - T(1);
-    const T g = T(1) - h * h;
+    const bool pos = a >= T(0);
+    const T m2 = pos ? T(-2) * a : T(2) * a;  // −2|a|
+    const T em1 = vexpm1(m2), e2 = vexp(m2);
+    const T th = -em1 / (T(2) + em1);         // tanh |a|
+    const T h = pos ? th : -th;
+    const T g = T(4) * e2 / ((T(1) + e2) * (T(1) + e2));
     d1 = g;
     d2 = T(-2) * h * g;
     return h;
@@ -57,37 +71,6 @@ void with_activation(Activation act, F&& f) {
     case Activation::swish: f(std::integral_constant<Activation, Activation::swish>{}); break;
     case Activation::tanh: f(std::integral_constant<Activation, Activation::tanh>{}); break;
     default: f(std::integral_constant<Activation, Activation::identity>{}); break;
-  }
-}
-
-/// σ(a); writes σ'(a) and σ''(a).
-template <class T>
-KOKKOS_INLINE_FUNCTION T activate(Activation act, T a, T& d1, T& d2) {
-  switch (act) {
-    case Activation::softplus: {
-      const T s = sigmoid(a);
-      d1 = s;
-      d2 = s * (T(1) - s);
-      return softplus(a);
-    }
-    case Activation::swish: {
-      const T s = sigmoid(a);
-      const T ss = s * (T(1) - s);
-      d1 = s + a * ss;
-      d2 = ss * (T(2) + a * (T(1) - T(2) * s));
-      return a * s;
-    }
-    case Activation::tanh: {
-      const T h = kmath::tanh(a);
-      const T g = T(1) - h * h;
-      d1 = g;
-      d2 = T(-2) * h * g;
-      return h;
-    }
-    default:
-      d1 = T(1);
-      d2 = T(0);
-      return a;
   }
 }
 

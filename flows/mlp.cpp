@@ -1,20 +1,9 @@
 #include "flows/mlp.hpp"
 
-#include <KokkosBlas3_gemm.hpp>
 #include <stdexcept>
 #include <type_traits>
 
 namespace bf {
-
-// GEMMs go through KokkosBlas, which dispatches to the vendor BLAS (OpenBLAS
-// on the host, cuBLAS on NVIDIA builds). Measured (bench engine) against a
-// plain Kokkos kernel it is the faster portable choice on every backend we
-// build for, so there is no hand-written GEMM here.
-template <class T>
-void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
-          const Rows<T>& c) {
-  KokkosBlas::gemm(ta, tb, alpha, a, b, beta, c);
-}
 
 template <class T>
 Mlp<T>::Mlp(const std::string& name, const MlpSpec& spec, ParameterLayout& layout)
@@ -248,9 +237,5 @@ double Mlp<T>::forward_reverse_flops(double rows, bool input_adjoints) const {
 
 template class Mlp<float>;
 template class Mlp<double>;
-template void gemm<float>(const char*, const char*, float, const Rows<const float>&, const Rows<const float>&, float,
-                          const Rows<float>&);
-template void gemm<double>(const char*, const char*, double, const Rows<const double>&, const Rows<const double>&,
-                           double, const Rows<double>&);
 
 }  // namespace bf

@@ -8,8 +8,8 @@
 // Rows are stacked sample-major: sample i owns the 1 + K consecutive rows
 // [value; tangent 1; …; tangent K] (row_of(i, t, K) = i (1 + K) + t), so with
 // R the input rows and Â the pre-activation adjoints the linear parts are one
-// GEMM each: A = R Wᵀ, Ŵ += Âᵀ R, R̂ = Â W (KokkosBlas::gemm: OpenBLAS on the
-// host, cuBLAS on NVIDIA). The element-wise work is one fused kernel per layer;
+// GEMM each: A = R Wᵀ, Ŵ += Âᵀ R, R̂ = Â W (flows/gemm.hpp: the host BLAS or
+// Eigen, cuBLAS on NVIDIA). The element-wise work is one fused kernel per layer;
 // keeping a sample's value and tangents adjacent lets that kernel stream
 // through memory. (Blocks of all values, then all tangents, were measured
 // 1.5x slower per pass in `bench engine` at width 128, K = 17, on one core:
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "flows/activation.hpp"
+#include "flows/gemm.hpp"
 #include "flows/parameters.hpp"
 
 namespace bf {
@@ -82,11 +83,6 @@ class Mlp {
   Activation act_;
   std::vector<ParamSlice> w_, b_;  // copies: the layout may grow after us
 };
-
-/// C = alpha op(A) op(B) + beta C on LayoutRight views (KokkosBlas::gemm).
-template <class T>
-void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
-          const Rows<T>& c);
 
 /// Row of tangent t (0: the value) of sample i when each sample carries k tangents.
 KOKKOS_INLINE_FUNCTION std::int64_t row_of(std::int64_t i, int t, int k) { return i * (1 + k) + t; }

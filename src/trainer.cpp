@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "src/checkpoint.hpp"
+#include "src/collective_mpi.hpp"
 #include "src/evaluation.hpp"
 #include "src/json.hpp"
 #include "src/metrics_mpi.hpp"
@@ -93,18 +94,6 @@ void broadcast_doubles(const Environment& env, std::vector<double>& v) {
   v.resize(static_cast<std::size_t>(n));
   if (n > 0) MPI_Bcast(v.data(), static_cast<int>(n), MPI_DOUBLE, 0, env.comm());
 }
-
-template <class T>
-MPI_Datatype mpi_type() {
-  return sizeof(T) == 8 ? MPI_DOUBLE : MPI_FLOAT;
-}
-
-struct MpiCollective final : Collective {
-  MPI_Comm comm;
-  explicit MpiCollective(MPI_Comm c) : comm(c) {}
-  void sum(double* v, int n) const override { MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, comm); }
-  void max(double* v, int n) const override { MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, comm); }
-};
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
@@ -352,19 +341,7 @@ class Trainer {
     Kokkos::deep_copy(params_, host_params_);
   }
 
-  void allreduce_grad() {
-    Kokkos::fence();
-    // Host-accessible memory is reduced in place; device memory via its host mirror.
-    if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible) {
-      MPI_Allreduce(MPI_IN_PLACE, grad_.data(), static_cast<int>(grad_.extent(0)), mpi_type<T>(), MPI_SUM,
-                    env_.comm());
-    } else {
-      Kokkos::deep_copy(host_grad_, grad_);
-      MPI_Allreduce(MPI_IN_PLACE, host_grad_.data(), static_cast<int>(host_grad_.extent(0)), mpi_type<T>(), MPI_SUM,
-                    env_.comm());
-      Kokkos::deep_copy(grad_, host_grad_);
-    }
-  }
+  void allreduce_grad() { allreduce_sum(env_.comm(), grad_, host_grad_); }
 
   double wall_time() const { return wall_offset_ + (now_seconds() - segment_start_); }
 

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
+#include <limits>
 
 #include "flows/derivatives.hpp"
 #include "flows/mlp.hpp"
@@ -316,6 +318,111 @@ INSTANTIATE_TEST_SUITE_P(
                       EngineCase{{2, 5, 7, 1}, Activation::softplus, 1}, EngineCase{{4, 6, 6, 6, 3}, Activation::tanh, 3},
                       EngineCase{{5, 16, 16, 5}, Activation::swish, 5}, EngineCase{{1, 4, 1}, Activation::tanh, 0},
                       EngineCase{{17, 32, 32, 16}, Activation::swish, 17}));
+
+// Every activation and its two derivatives, run in a device kernel, against
+// long-double libm on a dense grid over [−120, 120] plus points near 0 and in
+// both tails. The error is measured in units of ε·M, M the sum of the
+// magnitudes of the terms of the exact expression (|s| + |a s(1 − s)| for σ'
+// of swish, say), which is the relative error where nothing cancels and stays
+// meaningful where σ' or σ'' crosses zero. The reference keeps every term
+// free of cancellation (s(1 − s) = e/(1 + e)², e = e^{−|a|}). Exact values
+// below 1e-35 (float) or 1e-300 (double) may come out as 0: vexp flushes to 0
+// below e^{−87} (float) and e^{−708} (double) rather than return subnormals.
+template <class T>
+void check_activations_against_libm(double max_units) {
+  std::vector<double> xs;
+  for (int i = -240000; i <= 240000; ++i) xs.push_back(i * 5e-4);
+  for (int k = 1; k <= 40; ++k) xs.push_back(std::pow(10.0, -k)), xs.push_back(-std::pow(10.0, -k));
+  for (double t : {150.0, 300.0, 700.0, 1e4}) xs.push_back(t), xs.push_back(-t);
+  const int n = static_cast<int>(xs.size());
+  Vector<T> x = device_vec<T>(xs);
+  Matrix<T> out("out", n, 3);
+  const double eps = std::numeric_limits<T>::epsilon(), tiny = sizeof(T) == 4 ? 1e-35 : 1e-300;
+  for (Activation act : {Activation::softplus, Activation::swish, Activation::tanh}) {
+    with_activation(act, [&](auto a) {
+      constexpr Activation A = decltype(a)::value;
+      Kokkos::parallel_for(
+          "test_activation", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T d1, d2;
+            out(i, 0) = activate_fixed<A, T>(x(i), d1, d2);
+            out(i, 1) = d1;
+            out(i, 2) = d2;
+          });
+    });
+    const auto got = to_host(out);
+    double worst[3] = {0, 0, 0}, at[3] = {0, 0, 0};
+    for (int i = 0; i < n; ++i) {
+      const long double a = static_cast<long double>(static_cast<T>(xs[i]));  // the input as T holds it
+      const long double e = std::exp(-std::fabs(a)), r = 1.0L / (1.0L + e);
+      const long double sg = a >= 0 ? r : e * r, ss = e * r * r, one_m_2s = (a >= 0 ? e - 1.0L : 1.0L - e) * r;
+      long double f[3], m[3];
+      if (act == Activation::softplus) {
+        f[0] = a > 0 ? a + std::log1p(std::exp(-a)) : std::log1p(std::exp(a));
+        f[1] = sg;
+        f[2] = ss;
+        m[0] = std::fabs(f[0]), m[1] = f[1], m[2] = f[2];
+      } else if (act == Activation::swish) {
+        f[0] = a * sg;
+        f[1] = sg + a * ss;
+        f[2] = ss * (2 + a * one_m_2s);
+        m[0] = std::fabs(f[0]), m[1] = sg + std::fabs(a * ss), m[2] = ss * (2 + std::fabs(a * one_m_2s));
+      } else {
+        const long double th = std::tanh(a), e2 = std::exp(-2 * std::fabs(a));
+        const long double sech2 = 4 * e2 / ((1 + e2) * (1 + e2));
+        f[0] = th;
+        f[1] = sech2;
+        f[2] = -2 * th * sech2;
+        m[0] = std::fabs(f[0]), m[1] = f[1], m[2] = std::fabs(f[2]);
+      }
+      for (int q = 0; q < 3; ++q) {
+        const double err = static_cast<double>(std::fabs(static_cast<long double>(got[3 * i + q]) - f[q]));
+        if (err <= tiny && std::fabs(static_cast<double>(f[q])) <= tiny) continue;
+        const double units = err / (eps * std::fmax(static_cast<double>(m[q]), tiny));
+        if (units > worst[q]) worst[q] = units, at[q] = xs[i];
+      }
+    }
+    std::printf("  %s %-8s max error (units of eps*M): sigma %.2f at %.4g, sigma' %.2f at %.4g, sigma'' %.2f at %.4g\n",
+                sizeof(T) == 4 ? "float " : "double", activation_name(act).c_str(), worst[0], at[0], worst[1], at[1],
+                worst[2], at[2]);
+    for (int q = 0; q < 3; ++q)
+      EXPECT_LE(worst[q], max_units) << activation_name(act) << " derivative " << q << " at x = " << at[q];
+  }
+}
+
+TEST(Activations, MatchLibmOnADenseGridWithBothTails) {
+  check_activations_against_libm<float>(4.0);
+  check_activations_against_libm<double>(4.0);
+}
+
+// The vectorizable exp − 1 and log(1 + u) against libm.
+TEST(Activations, VexpmOneAndLogOnePlusAgainstLibm) {
+  double worst_f = 0, worst_d = 0;
+  for (int i = -200000; i <= 200000; ++i) {
+    const double x = i * 1e-4;
+    const long double want = std::expm1(static_cast<long double>(x));
+    worst_d = std::fmax(worst_d, static_cast<double>(std::fabs((vexpm1(x) - want) / want)) / 2.22e-16);
+    const float xf = static_cast<float>(x);
+    const long double wf = std::expm1(static_cast<long double>(xf));
+    if (i != 0) worst_f = std::fmax(worst_f, static_cast<double>(std::fabs((vexpm1(xf) - wf) / wf)) / 1.19e-7);
+  }
+  double lf = 0, ld = 0;
+  for (int i = 0; i <= 100000; ++i) {
+    const double u = i == 0 ? 0.0 : std::pow(10.0, -40.0 + 40.0 * i / 100000.0);
+    const long double want = std::log1p(static_cast<long double>(u));
+    if (u >= std::numeric_limits<double>::min()) ld = std::fmax(ld, static_cast<double>(std::fabs((vlog1p_unit(u) - want) / want)) / 2.22e-16);
+    const float uf = static_cast<float>(u);
+    const long double wf = std::log1p(static_cast<long double>(uf));
+    if (uf >= std::numeric_limits<float>::min()) lf = std::fmax(lf, static_cast<double>(std::fabs((vlog1p_unit(uf) - wf) / wf)) / 1.19e-7);
+  }
+  EXPECT_EQ(vlog1p_unit(0.0), 0.0);
+  EXPECT_EQ(vlog1p_unit(0.0f), 0.0f);
+  std::printf("  max relative error (ulps): vexpm1 float %.2f double %.2f; vlog1p_unit float %.2f double %.2f\n",
+              worst_f, worst_d, lf, ld);
+  EXPECT_LE(worst_f, 4.0);
+  EXPECT_LE(worst_d, 4.0);
+  EXPECT_LE(lf, 4.0);
+  EXPECT_LE(ld, 4.0);
+}
 
 // A scalar network's input gradient (tangents), its Hessian-vector product
 // (reverse of u·∇f) against finite differences of the gradient, and the

@@ -1,0 +1,158 @@
+#include "flows/gemm.hpp"
+
+#include <KokkosBlas3_gemm.hpp>
+#include <algorithm>
+#include <stdexcept>
+#include <type_traits>
+
+// Host backends exist only where the default memory space is host memory and
+// the translation unit is compiled for the host (no nvcc/hipcc device pass).
+#if !(defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL))
+#define BOLTZFLOW_HOST_ONLY 1
+#include <Eigen/Core>
+#endif
+
+#if defined(BOLTZFLOW_HAVE_BLAS) && defined(BOLTZFLOW_HOST_ONLY)
+extern "C" {
+// The Fortran BLAS interface, column-major (every BLAS has it; OpenBLAS, BLIS
+// and MKL implement it in C and ignore the hidden string lengths).
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc);
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc);
+}
+#endif
+
+namespace bf {
+
+namespace {
+
+double g_flops = 0.0;
+
+bool transposed(const char* t) { return t[0] == 'T' || t[0] == 't' || t[0] == 'C' || t[0] == 'c'; }
+
+template <class T>
+void check_shapes(const char* ta, const char* tb, const Rows<const T>& a, const Rows<const T>& b, const Rows<T>& c,
+                  std::int64_t& m, std::int64_t& n, std::int64_t& k) {
+  const bool at = transposed(ta), bt = transposed(tb);
+  m = static_cast<std::int64_t>(at ? a.extent(1) : a.extent(0));
+  k = static_cast<std::int64_t>(at ? a.extent(0) : a.extent(1));
+  const std::int64_t kb = static_cast<std::int64_t>(bt ? b.extent(1) : b.extent(0));
+  n = static_cast<std::int64_t>(bt ? b.extent(0) : b.extent(1));
+  if (kb != k || static_cast<std::int64_t>(c.extent(0)) != m || static_cast<std::int64_t>(c.extent(1)) != n)
+    throw std::logic_error("gemm: shapes do not match");
+}
+
+template <class T>
+void gemm_kokkos(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
+                 const Rows<T>& c) {
+  KokkosBlas::gemm(ta, tb, alpha, a, b, beta, c);
+}
+
+#ifdef BOLTZFLOW_HOST_ONLY
+// Leading dimension of a row-major view: its row stride (at least 1 for BLAS).
+template <class V>
+int leading(const V& v) {
+  std::int64_t s = static_cast<std::int64_t>(v.stride(0));
+  s = std::max<std::int64_t>(s, static_cast<std::int64_t>(v.extent(1)));
+  return static_cast<int>(std::max<std::int64_t>(s, 1));
+}
+
+template <class T>
+void gemm_eigen(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
+                const Rows<T>& c) {
+  std::int64_t m, n, k;
+  check_shapes(ta, tb, a, b, c, m, n, k);
+  if (m == 0 || n == 0) return;
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  const CMap A(a.data(), static_cast<Eigen::Index>(a.extent(0)), static_cast<Eigen::Index>(a.extent(1)),
+               Eigen::OuterStride<>(leading(a)));
+  const CMap B(b.data(), static_cast<Eigen::Index>(b.extent(0)), static_cast<Eigen::Index>(b.extent(1)),
+               Eigen::OuterStride<>(leading(b)));
+  MMap C(c.data(), static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n), Eigen::OuterStride<>(leading(c)));
+  if (beta == T(0))
+    C.setZero();
+  else if (beta != T(1))
+    C *= beta;
+  if (k == 0) return;
+  const bool at = transposed(ta), bt = transposed(tb);
+  if (!at && !bt) C.noalias() += alpha * (A * B);
+  else if (!at && bt) C.noalias() += alpha * (A * B.transpose());
+  else if (at && !bt) C.noalias() += alpha * (A.transpose() * B);
+  else C.noalias() += alpha * (A.transpose() * B.transpose());
+}
+#endif
+
+#if defined(BOLTZFLOW_HAVE_BLAS) && defined(BOLTZFLOW_HOST_ONLY)
+// Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, and a row-major
+// matrix is its transpose in column-major: call the Fortran GEMM with the
+// operands swapped and the same transposition flags.
+template <class T>
+void gemm_blas(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
+               const Rows<T>& c) {
+  std::int64_t m, n, k;
+  check_shapes(ta, tb, a, b, c, m, n, k);
+  if (m == 0 || n == 0) return;
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  const int lda = leading(a), ldb = leading(b), ldc = leading(c);
+  const char fa = transposed(ta) ? 'T' : 'N', fb = transposed(tb) ? 'T' : 'N';
+  if constexpr (std::is_same<T, float>::value)
+    sgemm_(&fb, &fa, &N, &M, &K, &alpha, b.data(), &ldb, a.data(), &lda, &beta, c.data(), &ldc);
+  else
+    dgemm_(&fb, &fa, &N, &M, &K, &alpha, b.data(), &ldb, a.data(), &lda, &beta, c.data(), &ldc);
+}
+#endif
+
+constexpr bool kHostMemory = std::is_same<MemSpace, Kokkos::HostSpace>::value;
+
+}  // namespace
+
+template <class T>
+void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
+          const Rows<T>& c) {
+  const bool at = transposed(ta);
+  g_flops += 2.0 * static_cast<double>(c.extent(0)) * static_cast<double>(c.extent(1)) *
+             static_cast<double>(at ? a.extent(0) : a.extent(1));
+#if defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_EIGEN)
+  if constexpr (kHostMemory) return gemm_eigen<T>(ta, tb, alpha, a, b, beta, c);
+#elif defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_BLAS) && defined(BOLTZFLOW_HAVE_BLAS)
+  if constexpr (kHostMemory) return gemm_blas<T>(ta, tb, alpha, a, b, beta, c);
+#endif
+  gemm_kokkos<T>(ta, tb, alpha, a, b, beta, c);
+}
+
+std::string gemm_backend() {
+#if defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_EIGEN)
+  if (kHostMemory) return "eigen";
+#elif defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_BLAS) && defined(BOLTZFLOW_HAVE_BLAS)
+  if (kHostMemory) return "blas";
+#endif
+  return "kokkos";
+}
+
+double gemm_flops_counted() { return g_flops; }
+
+std::vector<GemmBackend> gemm_backends() {
+  std::vector<GemmBackend> v;
+  v.push_back({"kokkos", &gemm_kokkos<float>, &gemm_kokkos<double>});
+#ifdef BOLTZFLOW_HOST_ONLY
+  if (kHostMemory) {
+#ifdef BOLTZFLOW_HAVE_BLAS
+    v.push_back({"blas", &gemm_blas<float>, &gemm_blas<double>});
+#endif
+    v.push_back({"eigen", &gemm_eigen<float>, &gemm_eigen<double>});
+  }
+#endif
+  return v;
+}
+
+template void gemm<float>(const char*, const char*, float, const Rows<const float>&, const Rows<const float>&, float,
+                          const Rows<float>&);
+template void gemm<double>(const char*, const char*, double, const Rows<const double>&, const Rows<const double>&,
+                           double, const Rows<double>&);
+
+}  // namespace bf
