@@ -23,6 +23,25 @@ void fill_rows(int n, int d, const Rows<const T>& x, const Span<const T>& t, boo
       });
 }
 
+// Rows of g for n samples carrying one tangent: value row [x_i, t_i], tangent
+// row the flow direction [V(x_i, t_i), 1] read from V's value rows (vo, with
+// k_v tangents per sample). g's tangent output is then ∂_t g + ⟨∇g, V⟩, all
+// that the deformation error needs of g's derivatives.
+template <class T>
+void fill_flow_rows(int n, int d, const Rows<const T>& x, const Span<const T>& t, const Rows<const T>& vo, int k_v,
+                    const Rows<T>& rows) {
+  Kokkos::parallel_for(
+      "bf::cnf_flow_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, 1), rv = row_of(i, 0, k_v);
+        for (int j = 0; j < d; ++j) {
+          rows(r0, j) = x(i, j);
+          rows(r0 + 1, j) = vo(rv, j);
+        }
+        rows(r0, d) = t(i);
+        rows(r0 + 1, d) = T(1);
+      });
+}
+
 template <class T>
 void fill_time_rows(int n, const Span<const T>& t, const Rows<T>& rows) {
   Kokkos::parallel_for(
@@ -116,9 +135,11 @@ CnfFlow<T>::CnfFlow(const Distribution& target, std::shared_ptr<const Distributi
     e0_ = Vector<T>("cnf_e0", Bt * C);
     e1_ = Vector<T>("cnf_e1", Bt * C);
     if (g_) {
-      wg_ = g_->workspace((2 + D) * Bt * C);
-      grows_ = Matrix<T>("cnf_grows", (2 + D) * Bt * C, D + 1);
-      adj_g_ = Matrix<T>("cnf_adj_g", (2 + D) * Bt * C, 1);
+      // g carries one tangent, the flow direction (V, 1): 2 rows per point.
+      wg_ = g_->workspace(2 * Bt * C);
+      grows_ = Matrix<T>("cnf_grows", 2 * Bt * C, D + 1);
+      adj_g_ = Matrix<T>("cnf_adj_g", 2 * Bt * C, 1);
+      adj_gx_ = Matrix<T>("cnf_adj_gx", 2 * Bt * C, D);
     }
   } else {
     adj_in_ = Matrix<T>("cnf_adj_in", (1 + D) * Bt, D);
@@ -241,8 +262,16 @@ void CnfFlow<T>::rk4(const Vector<T>& params, int n, const Rows<T>& x, const Spa
 }
 
 // The deformation loss over the N + 1 trajectory points, `time_chunk` points
-// at a time: E from the networks' values and tangents, then one reverse pass
-// of V, g and C with adjoints ē = w/S · L'(E).
+// at a time. With f_t = (1 − t) f0 + t f1 + t(1 − t) g and ġ = ∂_t g + ⟨∇g, V⟩
+// (g's one tangent along (V, 1)),
+//   E = f1 − f0 + (1 − 2t) g + t(1 − t) ġ + ⟨(1 − t)∇f0 + t ∇f1, V⟩ − ∇·V + C,
+// so V runs first (g's tangent is V's value). The reverse pass takes
+// ē = w/S · L'(E): g's value ē (1 − 2t), its tangent ē t(1 − t); C ē; V's
+// tangent j (component j) −ē and V's value ē ((1 − t)∇f0 + t∇f1) plus the
+// adjoint of g's tangent input, ē t(1 − t) ∇g, which g's reverse returns: so
+// g's reverse runs before V's. (Axis tangents for g, D + 1 of them, would
+// give ∇g and ∂_t g separately at (2 + D)/2 times the cost; `terms` does that,
+// and the tests check the two against each other.)
 template <class T>
 double CnfFlow<T>::deformation_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& weight) {
   const int D = dim_, N = spec_.steps, S = N + 1, C = spec_.time_chunk;
@@ -267,51 +296,48 @@ double CnfFlow<T>::deformation_loss(const Vector<T>& params, const Vector<T>& gr
     const Rows<const T> co = c_->forward(params, wc_, m, 0, rows_of<const T>(crows_, 0, m));
     Rows<const T> go;
     if (trainable) {
-      fill_rows<T>(m, D, xc, t, true, rows_of<T>(grows_, 0, (2 + D) * m));
-      go = g_->forward(params, wg_, m, D + 1, rows_of<const T>(grows_, 0, (2 + D) * m));
+      fill_flow_rows<T>(m, D, xc, t, vo, D, rows_of<T>(grows_, 0, 2 * m));
+      go = g_->forward(params, wg_, m, 1, rows_of<const T>(grows_, 0, 2 * m));
     }
     const Rows<T> av = rows_of<T>(adj_v_, 0, (1 + D) * m), ac = rows_of<T>(adj_c_, 0, m);
-    const Rows<T> ag = trainable ? rows_of<T>(adj_g_, 0, (2 + D) * m) : Rows<T>();
+    const Rows<T> ag = trainable ? rows_of<T>(adj_g_, 0, 2 * m) : Rows<T>();
     const T inv_s = T(1) / T(S);
     double part = 0.0;
     Kokkos::parallel_reduce(
         "bf::deformation_error", Policy(0, m),
         KOKKOS_LAMBDA(const std::int64_t r, double& loss) {
           const T tt = t(r), w = weight(r % n) * inv_s, tq = tt * (T(1) - tt);
-          const std::int64_t rv = row_of(r, 0, D);
-          // ∂_t f_t and ⟨∇f_t, V⟩ − ∇·V.
-          T dtf = e1(r) - e0(r), gv = T(0), div = T(0);
-          const std::int64_t rg = row_of(r, 0, D + 1);
-          if (trainable) dtf += (T(1) - T(2) * tt) * go(rg, 0) + tq * go(rg + 1 + D, 0);
-          for (int j = 0; j < D; ++j) {
-            T gf = (T(1) - tt) * g0(r, j) + tt * g1(r, j);
-            if (trainable) gf += tq * go(rg + 1 + j, 0);
-            gv += gf * vo(rv, j);
-            div += vo(rv + 1 + j, j);
-          }
-          const T E = dtf + gv - div + co(r, 0);
+          const std::int64_t rv = row_of(r, 0, D), rg = row_of(r, 0, 1);
+          T E = e1(r) - e0(r) + co(r, 0);
+          if (trainable) E += (T(1) - T(2) * tt) * go(rg, 0) + tq * go(rg + 1, 0);
+          for (int j = 0; j < D; ++j) E += ((T(1) - tt) * g0(r, j) + tt * g1(r, j)) * vo(rv, j) - vo(rv + 1 + j, j);
           loss += static_cast<double>(w * (kmath::fabs(E) + E * E));
           const T eb = w * ((E > T(0) ? T(1) : (E < T(0) ? T(-1) : T(0))) + T(2) * E);
-          // Adjoints: V value ē ∇f_t, V tangent j (component j) −ē; C ē;
-          // g value ē (1 − 2t), g tangent j ē t(1 − t) V_j, g time tangent ē t(1 − t).
           for (int j = 0; j < D; ++j) {
-            T gf = (T(1) - tt) * g0(r, j) + tt * g1(r, j);
-            if (trainable) gf += tq * go(rg + 1 + j, 0);
-            av(rv, j) = eb * gf;
+            av(rv, j) = eb * ((T(1) - tt) * g0(r, j) + tt * g1(r, j));
             for (int q = 0; q < D; ++q) av(rv + 1 + j, q) = q == j ? -eb : T(0);
           }
           ac(r, 0) = eb;
           if (trainable) {
             ag(rg, 0) = eb * (T(1) - T(2) * tt);
-            for (int j = 0; j < D; ++j) ag(rg + 1 + j, 0) = eb * tq * vo(rv, j);
-            ag(rg + 1 + D, 0) = eb * tq;
+            ag(rg + 1, 0) = eb * tq;
           }
         },
         part);
     total += part;
+    if (trainable) {
+      // g first: its tangent-input adjoint ē t(1 − t) ∇g joins V's value adjoint.
+      const Rows<T> agx = rows_of<T>(adj_gx_, 0, 2 * m);
+      g_->reverse(params, grad, wg_, ag, agx);
+      Kokkos::parallel_for(
+          "bf::cnf_g_to_v", Policy(0, static_cast<std::int64_t>(m) * D), KOKKOS_LAMBDA(const std::int64_t e) {
+            const std::int64_t r = e / D;
+            const int j = static_cast<int>(e - r * D);
+            av(row_of(r, 0, D), j) += agx(row_of(r, 1, 1), j);
+          });
+    }
     v_->reverse(params, grad, wv_, av, Rows<T>());
     c_->reverse(params, grad, wc_, ac, Rows<T>());
-    if (trainable) g_->reverse(params, grad, wg_, ag, Rows<T>());
   }
   return total;
 }
@@ -563,9 +589,13 @@ DeformationTerms CnfFlow<T>::terms(const Vector<T>& params, const std::vector<do
                                                 c_->forward(params, wc_, n, 0, rows_of<const T>(crows_, 0, n)));
   typename Rows<T>::HostMirror go;
   if (g_) {
-    fill_rows<T>(n, D, x, t, true, rows_of<T>(grows_, 0, (2 + D) * n));
+    // ∇g and ∂_t g separately, through D + 1 axis tangents (the loss needs only
+    // their combination along (V, 1)): a workspace of its own, this is a diagnostic.
+    auto wg = g_->workspace((2 + D) * n);
+    Matrix<T> grows("cnf_terms_grows", (2 + D) * n, D + 1);
+    fill_rows<T>(n, D, x, t, true, rows_of<T>(grows, 0, (2 + D) * n));
     go = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(),
-                                             g_->forward(params, wg_, n, D + 1, rows_of<const T>(grows_, 0, (2 + D) * n)));
+                                             g_->forward(params, wg, n, D + 1, rows_of<const T>(grows, 0, (2 + D) * n)));
   }
   auto he0 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), e0);
   auto he1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), e1);

@@ -8,8 +8,8 @@
 //   baseline        reverse KL, mean_z [log q(x_1) + f1(x_1)], gradients through the trajectory
 //
 // V_t, g_t and C_t are time mixtures of MLPs (TimeMixture, swish); the
-// divergence is exact (D axis tangents), ∂_t g is a time tangent, ∇g the axis
-// tangents. The deformation loss stops gradients through the positions (the
+// divergence is exact (D axis tangents); g carries one tangent, along the flow
+// (V, 1), whose output ∂_t g + ⟨∇g, V⟩ is all the error needs of g. The deformation loss stops gradients through the positions (the
 // error is a pointwise PDE residual), as the authors' code does; trajectory
 // weights are 1 by default, the per-batch normalised importance weights of
 // Eq. 9 an option (PHYSICS.md §4 says why).
@@ -122,6 +122,7 @@ class CnfFlow final : public Model<T> {
   Matrix<T> stages_;                  // stage points [4 N B x D] (reverse-KL adjoint)
   Matrix<T> vrows_, grows_, crows_;   // network input rows [x, t] with tangents
   Matrix<T> adj_v_, adj_g_, adj_c_;   // network output adjoints
+  Matrix<T> adj_gx_;                  // input adjoints of g's rows (x columns)
   Matrix<T> grad0_, grad1_;           // ∇f0, ∇f1 [C B x D]
   Matrix<T> lam_, lam_new_, kbar_, adj_in_;  // discrete adjoint
   Vector<T> div_, dacc_, divint_, t_, e0_, e1_, w_, lq0_;

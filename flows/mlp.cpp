@@ -199,13 +199,16 @@ template <class T>
 void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,
                      const Rows<T>& adj_in) const {
   const int batch = ws.batch, k = ws.k, rows = (1 + k) * batch;
+  const bool param_grad = grad.data() != nullptr;
   Rows<const T> g = rows_of<const T>(adj_out, 0, rows);
   int cur = 0;
   for (int l = layers() - 1; l >= 0; --l) {
     const Rows<const T> x = l == 0 ? rows_of<const T>(ws.input, 0, rows) : rows_of<const T>(ws.act[l], 0, rows);
     // Ŵ += Âᵀ R over value and tangent rows; b̂ += Σ_i â_i over value rows.
-    gemm<T>("T", "N", T(1), g, x, T(1), slice_matrix(grad, w_[l]));
-    bias_gradient<T>(batch, k, g, slice_vector(grad, b_[l]));
+    if (param_grad) {
+      gemm<T>("T", "N", T(1), g, x, T(1), slice_matrix(grad, w_[l]));
+      bias_gradient<T>(batch, k, g, slice_vector(grad, b_[l]));
+    }
     if (l == 0) {
       // R̂ = Â W for the network's inputs, if asked for.
       if (adj_in.data() != nullptr)

@@ -66,8 +66,10 @@ class Mlp {
 
   /// Reverse pass of the last forward. adj_out: adjoints of the output rows
   /// (value and tangent rows; not modified). Parameter gradients are
-  /// accumulated into grad (same layout as params). If adj_in is non-empty it
-  /// receives the adjoints of all (1 + k) * batch input rows.
+  /// accumulated into grad (same layout as params) unless grad is empty (then
+  /// the weight-gradient GEMMs are skipped: input adjoints alone, as for ∇f by
+  /// reverse mode). If adj_in is non-empty it receives the adjoints of all
+  /// (1 + k) * batch input rows.
   void reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,
                const Rows<T>& adj_in) const;
 

@@ -34,54 +34,48 @@ void copy_rows(int n, int d, const Rows<const T>& x, const Rows<T>& y) {
       });
 }
 
-// Rows for the gradient of a scalar network: value row x, tangent rows e_j.
+// ∇E at rows x [n x D] of a scalar MLP E by reverse mode, into g: a forward
+// of the value rows, then a reverse pass with output adjoint 1 that computes
+// input adjoints only (no weight-gradient GEMMs): about two passes of n rows,
+// against one pass of (1 + D) n rows for D axis tangents.
 template <class T>
-void gradient_rows(int n, int d, const Rows<const T>& x, const Rows<T>& rows) {
+void scalar_gradient(const Mlp<T>& net, typename Mlp<T>::Workspace& ws, const Vector<T>& params, int n,
+                     const Rows<const T>& x, const Matrix<T>& adj_buf, const Rows<T>& g) {
+  net.forward(params, ws, n, 0, x);
+  const Rows<T> adj = rows_of<T>(adj_buf, 0, n);
   Kokkos::parallel_for(
-      "bf::nhf_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        const std::int64_t r0 = row_of(i, 0, d);
-        for (int j = 0; j < d; ++j) {
-          rows(r0, j) = x(i, j);
-          for (int t = 1; t <= d; ++t) rows(r0 + t, j) = (t - 1 == j) ? T(1) : T(0);
-        }
-      });
+      "bf::nhf_unit_adjoint", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { adj(i, 0) = T(1); });
+  net.reverse(params, Vector<T>(), ws, adj, g);
 }
 
-// ∇E at rows x [n x D] of a scalar MLP E through D axis tangents, into g; the
-// network keeps this forward for an HVP.
-template <class T>
-void scalar_gradient(const Mlp<T>& net, typename Mlp<T>::Workspace& ws, const Vector<T>& params, int n, int d,
-                     const Rows<const T>& x, const Matrix<T>& rows, const Rows<T>& g) {
-  gradient_rows<T>(n, d, x, rows_of<T>(rows, 0, (1 + d) * n));
-  const Rows<const T> out = net.forward(params, ws, n, d, rows_of<const T>(rows, 0, (1 + d) * n));
-  Kokkos::parallel_for(
-      "bf::nhf_gradient", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / d;
-        const int j = static_cast<int>(e - i * d);
-        g(i, j) = out(row_of(i, 1 + j, d), 0);
-      });
-}
-
-// After scalar_gradient at the same points: hu += c H u (input adjoint of the
-// value rows) and grad += c ∂(u·∇E)/∂θ, from one reverse pass whose tangent-row
-// adjoints are c u.
+// hu += c H u and grad += c ∂(u·∇E)/∂θ at rows x, for a scalar MLP E: u·∇E(x)
+// is E's tangent output along u, so one forward of [x; u] (one tangent) and
+// one reverse pass with adjoint c on the tangent output give both: the
+// parameter gradient, and H u as the value row's input adjoint. Two rows per
+// sample, whatever D.
 template <class T>
 void scalar_hvp(const Mlp<T>& net, typename Mlp<T>::Workspace& ws, const Vector<T>& params, const Vector<T>& grad,
-                int n, int d, T c, const Rows<const T>& u, const Matrix<T>& adj_buf, const Matrix<T>& in_buf,
-                const Rows<T>& hu) {
-  const Rows<T> adj = rows_of<T>(adj_buf, 0, (1 + d) * n), in = rows_of<T>(in_buf, 0, (1 + d) * n);
+                int n, int d, T c, const Rows<const T>& x, const Rows<const T>& u, const Matrix<T>& row_buf,
+                const Matrix<T>& adj_buf, const Matrix<T>& in_buf, const Rows<T>& hu) {
+  const Rows<T> rows = rows_of<T>(row_buf, 0, 2 * n), adj = rows_of<T>(adj_buf, 0, 2 * n),
+                in = rows_of<T>(in_buf, 0, 2 * n);
   Kokkos::parallel_for(
-      "bf::nhf_hvp_adjoint", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        const std::int64_t r0 = row_of(i, 0, d);
+      "bf::nhf_hvp_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, 1);
+        for (int j = 0; j < d; ++j) {
+          rows(r0, j) = x(i, j);
+          rows(r0 + 1, j) = u(i, j);
+        }
         adj(r0, 0) = T(0);
-        for (int j = 0; j < d; ++j) adj(r0 + 1 + j, 0) = c * u(i, j);
+        adj(r0 + 1, 0) = c;
       });
+  net.forward(params, ws, n, 1, rows);
   net.reverse(params, grad, ws, adj, in);
   Kokkos::parallel_for(
       "bf::nhf_hvp", Policy(0, static_cast<std::int64_t>(n) * d), KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / d;
         const int j = static_cast<int>(e - i * d);
-        hu(i, j) += in(row_of(i, 0, d), j);
+        hu(i, j) += in(row_of(i, 0, 1), j);
       });
 }
 
@@ -118,7 +112,7 @@ NhfFlow<T>::NhfFlow(const Distribution& target, std::shared_ptr<const Distributi
   mu_ = std::make_unique<Mlp<T>>("encoder.mu", enc, layout_);
   sig_ = std::make_unique<Mlp<T>>("encoder.sigma", enc, layout_);
 
-  const int rows = (1 + D) * B;
+  const int rows = 2 * B;  // an HVP: value and one tangent row per sample
   wv_ = v_->workspace(rows);
   if (k_) wk_ = k_->workspace(rows);
   wmu_ = mu_->workspace(B);
@@ -170,20 +164,20 @@ void NhfFlow<T>::initialize(const Vector<T>& params, std::uint32_t seed) const {
 
 template <class T>
 void NhfFlow<T>::grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g) {
-  scalar_gradient<T>(*v_, wv_, params, n, dim_, q, vrows_, g);
+  scalar_gradient<T>(*v_, wv_, params, n, q, vadj_, g);
 }
 
 template <class T>
-void NhfFlow<T>::hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u,
-                       const Rows<T>& hu) {
-  scalar_hvp<T>(*v_, wv_, params, grad, n, dim_, c, u, vadj_, vin_, hu);
+void NhfFlow<T>::hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& q,
+                       const Rows<const T>& u, const Rows<T>& hu) {
+  scalar_hvp<T>(*v_, wv_, params, grad, n, dim_, c, q, u, vrows_, vadj_, vin_, hu);
 }
 
 template <class T>
 void NhfFlow<T>::grad_k(const Vector<T>& params, int n, const Rows<const T>& p, const Rows<T>& g) {
   const int D = dim_;
   if (k_) {
-    scalar_gradient<T>(*k_, wk_, params, n, D, p, krows_, g);
+    scalar_gradient<T>(*k_, wk_, params, n, p, kadj_, g);
     return;
   }
   // ∇K = M p = L (Lᵀ p), L lower-triangular with diagonal exp(l_ii).
@@ -207,7 +201,7 @@ void NhfFlow<T>::hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T 
                        const Rows<T>& hu, const Rows<const T>& p) {
   const int D = dim_;
   if (k_) {
-    scalar_hvp<T>(*k_, wk_, params, grad, n, D, c, u, kadj_, kin_, hu);
+    scalar_hvp<T>(*k_, wk_, params, grad, n, D, c, p, u, krows_, kadj_, kin_, hu);
     return;
   }
   // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
@@ -255,19 +249,13 @@ template <class T>
 void NhfFlow<T>::adjoint(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& b, const Rows<T>& a,
                          T dt) {
   const int L = spec_.steps;
-  const Rows<T> g = head_rows(gq_, n);
+  auto q_at = [&](int s) { return rows_of<const T>(qs_, static_cast<std::int64_t>(s) * n, n); };
   for (int s = L - 1; s >= 0; --s) {
-    if (s == L - 1) {  // the last half kick, at Q[L]
-      grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(L) * n, n), g);
-      hvp_v(params, grad, n, -dt / T(2), a, b);
-    }
+    if (s == L - 1) hvp_v(params, grad, n, -dt / T(2), q_at(L), a, b);  // the last half kick, at Q[L]
     // drift: p̄_h += dt H_K(p_h) q̄
-    const Rows<const T> ph = rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n);
-    grad_k(params, n, ph, head_rows(gp_, n));
-    hvp_k(params, grad, n, dt, b, a, ph);
+    hvp_k(params, grad, n, dt, b, a, rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n));
     // first half kick of step s and last of step s − 1 meet at Q[s]: one HVP.
-    grad_v(params, n, rows_of<const T>(qs_, static_cast<std::int64_t>(s) * n, n), g);
-    hvp_v(params, grad, n, s > 0 ? -dt : -dt / T(2), a, b);
+    hvp_v(params, grad, n, s > 0 ? -dt : -dt / T(2), q_at(s), a, b);
   }
 }
 

@@ -22,10 +22,12 @@
 //
 // Gradients: the exact discrete adjoint of the leapfrog. The states of the
 // forward pass (L + 1 positions and L half-kick momenta: O(L B D) numbers, no
-// network activations) are stored; each adjoint step re-runs the network at
-// a stored point and takes its Hessian-vector product and parameter gradient
-// from one reverse pass of the tangent-carrying MLP. The two half kicks that
-// meet at an interior position share one HVP.
+// network activations) are stored. The forward pass takes ∇V and ∇K by
+// reverse mode (a forward and an input-adjoint pass of B rows, whatever D);
+// each adjoint step runs the network at a stored point with one tangent, the
+// adjoint direction u, and takes the Hessian-vector product H u and the
+// parameter gradient of u·∇E from one reverse pass (2 B rows, whatever D). The
+// two half kicks that meet at an interior position share one HVP.
 #pragma once
 
 #include <memory>
@@ -76,11 +78,12 @@ class NhfFlow final : public Model<T> {
 
   // The implementation. Public only because CUDA forbids extended (device)
   // lambdas in private or protected member functions; not part of the interface.
-  // ∇V at rows q [n x D] into g; the forward cache of V stays for an HVP.
+  // ∇V at rows q [n x D] into g (reverse mode, no parameter gradient); ∇K likewise at p.
   void grad_v(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& g);
   void grad_k(const Vector<T>& params, int n, const Rows<const T>& p, const Rows<T>& g);
-  // After grad_v/grad_k at the same points: hu += c H u and grad += c ∂(u·∇E)/∂θ.
-  void hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u, const Rows<T>& hu);
+  // At rows q (V) or p (K): hu += c H u and grad += c ∂(u·∇E)/∂θ (one tangent along u).
+  void hvp_v(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& q,
+             const Rows<const T>& u, const Rows<T>& hu);
   void hvp_k(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& u, const Rows<T>& hu,
              const Rows<const T>& p);
   // Leapfrog from (q, p) [n x D] in place with step dt; stores Q [(L+1) n x D] and PH [L n x D] when store.

@@ -147,6 +147,27 @@ TEST(Cnf, LossGradientsMatchFiniteDifferences) {
   }
 }
 
+// The loss's deformation error uses one tangent of g along (V, 1); terms()
+// builds E from ∇g and ∂_t g through D + 1 axis tangents. The loss on the
+// stored trajectory must be Σ_i (1/S) Σ_s |E| + E² of terms() at its points.
+TEST(Cnf, DeformationLossIsTheMeanErrorOfTheAxisTangentTerms) {
+  for (const std::string target : {"gmm2asym", "phi4"})
+    for (bool trainable : {false, true}) {
+      const int steps = 6, batch = 5;
+      CnfSetup s = make(target, true, trainable, steps, batch);
+      const Vector<double> p = device(s.params);
+      Vector<double> grad("grad", s.params.size());
+      LocalCollective coll;
+      const double loss = s.flow->loss_and_grad(p, grad, BatchRef::one_rank(11, 4, 100, batch), coll);
+      double want = 0;
+      for (int k = 0; k <= steps; ++k) {
+        const DeformationTerms tr = s.flow->terms(p, s.flow->last_trajectory_point(k), static_cast<double>(k) / steps);
+        for (double e : tr.e) want += (std::fabs(e) + e * e) / (steps + 1);
+      }
+      EXPECT_NEAR(loss, want, 1e-12 * std::fmax(1.0, std::fabs(want))) << target << (trainable ? " trainable" : " linear");
+    }
+}
+
 // V(x, t) = A x exactly (identity activations, t ignored): RK4 gives
 // x_N = P(hA)^N z with P(M) = I + M + M²/2 + M³/6 + M⁴/24, and log q drops by
 // tr A exactly; both close to the exact flow e^A z.
