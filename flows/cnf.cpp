@@ -351,16 +351,14 @@ double CnfFlow<T>::reverse_kl_loss(const Vector<T>& params, const Vector<T>& gra
   const Rows<T> x = head_rows(x_, n);
   const Span<T> dint = first(divint_, n);
   fill_value<T>(dint, n, T(0));
-  rk4(params, n, x, dint, 0.0, h, true, false, true);
-  // Loss Σ log p0(z) − ∫div + f1(x_1); λ = ∇f1(x_1).
+  // The forward pass needs no divergence: the adjoint sweep re-runs every
+  // stage with the D tangents anyway (their adjoint is −c h), and sums
+  // ∫ ∇·V dt from them. The forward is then one value row per sample.
+  rk4(params, n, x, dint, 0.0, h, false, false, true);
+  // λ = ∇f1(x_1); the loss Σ log p0(z) − ∫div + f1(x_1) once the sweep has ∫div.
   const Vector<T> e1 = Kokkos::subview(e1_, std::make_pair(0, n));
   const Matrix<T> lam = Kokkos::subview(lam_, std::make_pair(0, n), Kokkos::ALL());
   target_.energy_grad(ConstMatrix<T>(x), e1, lam);
-  double loss = 0.0;
-  Kokkos::parallel_reduce(
-      "bf::cnf_reverse_kl", Policy(0, n),
-      KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += static_cast<double>(log_q0(i) - dint(i) + e1(i)); },
-      loss);
   const Rows<T> lnew = head_rows(lam_new_, n), kb = head_rows(kbar_, n), xs = head_rows(xs_, n);
   const Rows<T> av = rows_of<T>(adj_v_, 0, (1 + D) * n), ain = rows_of<T>(adj_in_, 0, (1 + D) * n);
   const Span<T> t = first(t_, n);
@@ -388,12 +386,16 @@ double CnfFlow<T>::reverse_kl_loss(const Vector<T>& params, const Vector<T>& gra
           });
       fill_value<T>(t, n, static_cast<T>((s + toff[st]) * h));
       fill_rows<T>(n, D, xs, t, false, rows_of<T>(vrows_, 0, (1 + D) * n));
-      v_->forward(params, wv_, n, D, rows_of<const T>(vrows_, 0, (1 + D) * n));
-      // Output adjoints: value rows k̄ + c h λ, divergence −c h (μ = ∂L/∂log q = 1).
+      const Rows<const T> vo = v_->forward(params, wv_, n, D, rows_of<const T>(vrows_, 0, (1 + D) * n));
+      // Output adjoints: value rows k̄ + c h λ, divergence −c h (μ = ∂L/∂log q = 1);
+      // this stage's share c h ∇·V of ∫div.
       const T c = cw[st];
       Kokkos::parallel_for(
           "bf::adjoint_stage_out", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
             const std::int64_t r0 = row_of(i, 0, D);
+            T div = T(0);
+            for (int j = 0; j < D; ++j) div += vo(r0 + 1 + j, j);
+            dint(i) += c * hh * div;
             for (int j = 0; j < D; ++j) {
               av(r0, j) = kb(i, j) + c * hh * lam(i, j);
               for (int q = 0; q < D; ++q) av(r0 + 1 + j, q) = q == j ? -c * hh : T(0);
@@ -413,6 +415,11 @@ double CnfFlow<T>::reverse_kl_loss(const Vector<T>& params, const Vector<T>& gra
     }
     Kokkos::deep_copy(lam, Kokkos::subview(lam_new_, std::make_pair(0, n), Kokkos::ALL()));
   }
+  double loss = 0.0;
+  Kokkos::parallel_reduce(
+      "bf::cnf_reverse_kl", Policy(0, n),
+      KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += static_cast<double>(log_q0(i) - dint(i) + e1(i)); },
+      loss);
   return loss;
 }
 

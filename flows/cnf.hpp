@@ -21,10 +21,12 @@
 //   k3 = V(x_n + h/2 k2, t_n + h/2)
 //   k4 = V(x_n + h k3,   t_n + h)
 //   x_{n+1} = x_n + h/6 (k1 + 2 k2 + 2 k3 + k4),  log q_{n+1} = log q_n − h/6 (d1 + 2 d2 + 2 d3 + d4)
-// The reverse-KL gradient is the exact discrete adjoint of this scheme. It
-// stores the 4 N stage points of the forward pass (O(N B D) numbers, no
-// network activations) and, per stage in reverse order, re-runs that stage's
-// forward to refill the network's cache before its reverse pass.
+// The reverse-KL gradient is the exact discrete adjoint of this scheme. Its
+// forward pass evaluates V alone (no divergence) and stores the 4 N stage
+// points (O(N B D) numbers, no network activations); per stage in reverse
+// order the sweep re-runs that stage with the D axis tangents, which gives
+// both the network's cache for its reverse pass and the stage's share of
+// ∫ ∇·V dt, so the loss is known when the sweep ends.
 #pragma once
 
 #include <memory>

@@ -1,7 +1,10 @@
 #include "flows/gemm.hpp"
 
 #include <KokkosBlas3_gemm.hpp>
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 #include <type_traits>
 
@@ -88,22 +91,63 @@ void gemm_eigen(const char* ta, const char* tb, T alpha, const Rows<const T>& a,
 #endif
 
 #if defined(BOLTZFLOW_HAVE_BLAS) && defined(BOLTZFLOW_HOST_ONLY)
-// Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, and a row-major
-// matrix is its transpose in column-major: call the Fortran GEMM with the
-// operands swapped and the same transposition flags.
+// One row-major product C[M x N] = α op(A) op(B) + β C on raw pointers. Row-major
+// C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, and a row-major matrix is
+// its transpose in column-major: call the Fortran GEMM with the operands
+// swapped and the same transposition flags.
+template <class T>
+void blas_call(bool at, bool bt, int M, int N, int K, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
+               int ldc) {
+  const char fa = at ? 'T' : 'N', fb = bt ? 'T' : 'N';
+  if constexpr (std::is_same<T, float>::value)
+    sgemm_(&fb, &fa, &N, &M, &K, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+  else
+    dgemm_(&fb, &fa, &N, &M, &K, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// With several host threads (Kokkos OpenMP or Threads) the product is split
+// into one block of C per thread, along C's longer side, and each thread calls
+// the BLAS on its block single-threaded (the BLAS is kept at one thread,
+// configure_gemm_threads). Every thread then belongs to Kokkos' pool: a BLAS
+// with a thread pool of its own would compete with the OpenMP threads, which
+// spin for a while after each parallel region, for the same cores (measured:
+// 2 threads slower than 1). Blocks depend only on the shape and the thread
+// count, so a fixed thread count gives bitwise-identical results.
 template <class T>
 void gemm_blas(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
                const Rows<T>& c) {
   std::int64_t m, n, k;
   check_shapes(ta, tb, a, b, c, m, n, k);
   if (m == 0 || n == 0) return;
+  const bool at = transposed(ta), bt = transposed(tb);
   const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
   const int lda = leading(a), ldb = leading(b), ldc = leading(c);
-  const char fa = transposed(ta) ? 'T' : 'N', fb = transposed(tb) ? 'T' : 'N';
-  if constexpr (std::is_same<T, float>::value)
-    sgemm_(&fb, &fa, &N, &M, &K, &alpha, b.data(), &ldb, a.data(), &lda, &beta, c.data(), &ldc);
-  else
-    dgemm_(&fb, &fa, &N, &M, &K, &alpha, b.data(), &ldb, a.data(), &lda, &beta, c.data(), &ldc);
+  const T *pa = a.data(), *pb = b.data();
+  T* pc = c.data();
+  const int threads = Kokkos::DefaultHostExecutionSpace().concurrency();
+  // Below ~1 MFLOP a product is too short to share out.
+  constexpr int kQuantum = 16;  // block edges in multiples of a SIMD-friendly width
+  const bool split_rows = M >= N;
+  const int side = split_rows ? M : N;
+  const int blocks = std::min(threads, (side + kQuantum - 1) / kQuantum);
+  if (threads <= 1 || blocks <= 1 || 2.0 * m * n * k < 1e6) {
+    blas_call<T>(at, bt, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    return;
+  }
+  const int per = ((side + blocks - 1) / blocks + kQuantum - 1) / kQuantum * kQuantum;
+  Kokkos::parallel_for(
+      "bf::gemm_blocks", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, blocks), [=](const int blk) {
+        const int lo = blk * per, hi = std::min(side, lo + per);
+        if (lo >= hi) return;
+        if (split_rows) {  // rows lo..hi of C: rows of op(A)
+          const T* a0 = at ? pa + lo : pa + static_cast<std::int64_t>(lo) * lda;
+          blas_call<T>(at, bt, hi - lo, N, K, alpha, a0, lda, pb, ldb, beta, pc + static_cast<std::int64_t>(lo) * ldc, ldc);
+        } else {  // columns lo..hi of C: columns of op(B)
+          const T* b0 = bt ? pb + static_cast<std::int64_t>(lo) * ldb : pb + lo;
+          blas_call<T>(at, bt, M, hi - lo, K, alpha, pa, lda, b0, ldb, beta, pc + lo, ldc);
+        }
+      });
+  Kokkos::DefaultHostExecutionSpace().fence();
 }
 #endif
 
@@ -135,6 +179,21 @@ std::string gemm_backend() {
 }
 
 double gemm_flops_counted() { return g_flops; }
+
+void configure_gemm_threads() {
+  using SetThreads = void (*)(int);
+  auto set_openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!set_openblas) return;
+#if defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_BLAS) && defined(BOLTZFLOW_HAVE_BLAS)
+  // gemm shares each product out over the Kokkos host threads itself.
+  if (kHostMemory) {
+    set_openblas(1);
+    return;
+  }
+#endif
+  // KokkosBlas calls the BLAS whole: give it the host threads, unless the user chose.
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) set_openblas(Kokkos::DefaultHostExecutionSpace().concurrency());
+}
 
 std::vector<GemmBackend> gemm_backends() {
   std::vector<GemmBackend> v;

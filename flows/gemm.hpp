@@ -40,6 +40,13 @@ void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const
 /// The backend gemm uses in this build: "kokkos", "blas" or "eigen".
 std::string gemm_backend();
 
+/// Sets the BLAS's own thread count for the backend in use: 1 where gemm
+/// splits products over the Kokkos host threads itself (blas), the host
+/// thread count otherwise (unless OPENBLAS_NUM_THREADS is set). Only OpenBLAS's
+/// runtime call is used; no environment variable is read for the first case or
+/// changed in any. Call once after Kokkos::initialize.
+void configure_gemm_threads();
+
 /// FLOPs (2 m n k per product) of every gemm call in this process so far.
 double gemm_flops_counted();
 

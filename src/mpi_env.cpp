@@ -1,10 +1,10 @@
 #include "src/mpi_env.hpp"
 
-#include <dlfcn.h>
-
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <cstdlib>
+
+#include "flows/gemm.hpp"
 
 namespace bf {
 
@@ -19,17 +19,9 @@ Environment::Environment(int& argc, char**& argv, const std::vector<std::string>
   int kargc = static_cast<int>(ptrs.size());
   ptrs.push_back(nullptr);
   Kokkos::initialize(kargc, ptrs.data());
-  match_blas_threads();
-}
-
-void match_blas_threads() {
-  // A multithreaded OpenBLAS under several MPI ranks per node oversubscribes
-  // the cores. Unless the user chose (OPENBLAS_NUM_THREADS), give BLAS as many
-  // threads as the Kokkos host space has: one per rank on the Serial backend.
-  if (std::getenv("OPENBLAS_NUM_THREADS")) return;
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    f(Kokkos::DefaultHostExecutionSpace().concurrency());
+  // A multithreaded BLAS under several ranks per node, or beside Kokkos'
+  // OpenMP threads, oversubscribes the cores (flows/gemm.hpp).
+  configure_gemm_threads();
 }
 
 Environment::~Environment() {

@@ -26,10 +26,6 @@ class Environment {
   int rank_ = 0, size_ = 1;
 };
 
-/// Gives OpenBLAS (if linked) as many threads as the Kokkos host execution
-/// space, unless OPENBLAS_NUM_THREADS is set. Called by Environment.
-void match_blas_threads();
-
 /// Name of the Kokkos execution space in use ("Serial", "OpenMP", "Cuda").
 std::string kokkos_backend();
 

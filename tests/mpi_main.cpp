@@ -5,6 +5,8 @@
 
 #include <Kokkos_Core.hpp>
 
+#include "flows/gemm.hpp"
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rank = 0;
@@ -16,6 +18,7 @@ int main(int argc, char** argv) {
   }
   int result = 0;
   Kokkos::initialize(argc, argv);
+  bf::configure_gemm_threads();  // as the program does
   {
     result = RUN_ALL_TESTS();
   }

@@ -319,6 +319,50 @@ INSTANTIATE_TEST_SUITE_P(
                       EngineCase{{5, 16, 16, 5}, Activation::swish, 5}, EngineCase{{1, 4, 1}, Activation::tanh, 0},
                       EngineCase{{17, 32, 32, 16}, Activation::swish, 17}));
 
+// gemm and every backend compiled in, against a plain triple loop in double,
+// for every transposition, with α, β ≠ 0, 1 and shapes that are not multiples
+// of any block size (on a multi-threaded host space this covers the split of
+// a product into per-thread blocks, along rows and along columns).
+TEST(Gemm, EveryBackendMatchesAPlainProduct) {
+  TestRng r(77);
+  struct Shape { int m, n, k; };
+  for (const Shape sh : {Shape{37, 5, 11}, Shape{3, 150, 20}, Shape{300, 129, 33}, Shape{1, 1, 7}}) {
+    for (const char* ta : {"N", "T"})
+      for (const char* tb : {"N", "T"}) {
+        const bool at = ta[0] == 'T', bt = tb[0] == 'T';
+        const int ar = at ? sh.k : sh.m, ac = at ? sh.m : sh.k, br = bt ? sh.n : sh.k, bc = bt ? sh.k : sh.n;
+        const auto A = random_vec(r, static_cast<std::size_t>(ar) * ac), B = random_vec(r, static_cast<std::size_t>(br) * bc),
+                   C0 = random_vec(r, static_cast<std::size_t>(sh.m) * sh.n);
+        const double alpha = 0.7, beta = -0.3;
+        std::vector<double> want(C0.size());
+        for (int i = 0; i < sh.m; ++i)
+          for (int j = 0; j < sh.n; ++j) {
+            double s = 0;
+            for (int q = 0; q < sh.k; ++q)
+              s += (at ? A[q * ac + i] : A[i * ac + q]) * (bt ? B[j * bc + q] : B[q * bc + j]);
+            want[i * sh.n + j] = alpha * s + beta * C0[i * sh.n + j];
+          }
+        auto check = [&](auto zero, const std::string& name, auto fn) {
+          using T = decltype(zero);
+          const Matrix<T> a = device_mat<T>(A, ar, ac), b = device_mat<T>(B, br, bc), c = device_mat<T>(C0, sh.m, sh.n);
+          fn(ta, tb, T(alpha), Rows<const T>(a.data(), ar, ac), Rows<const T>(b.data(), br, bc), T(beta),
+             Rows<T>(c.data(), sh.m, sh.n));
+          const auto got = to_host(c);
+          const double tol = sizeof(T) == 4 ? 2e-5 : 1e-13;
+          for (std::size_t i = 0; i < want.size(); ++i)
+            ASSERT_NEAR(got[i], want[i], tol * (1 + std::sqrt(static_cast<double>(sh.k))))
+                << name << " " << ta << tb << " " << sh.m << "x" << sh.n << "x" << sh.k << " at " << i;
+        };
+        check(double(0), "gemm (" + gemm_backend() + ")", &gemm<double>);
+        check(float(0), "gemm (" + gemm_backend() + ")", &gemm<float>);
+        for (const GemmBackend& be : gemm_backends()) {
+          check(double(0), be.name, be.dgemm);
+          check(float(0), be.name, be.sgemm);
+        }
+      }
+  }
+}
+
 // Every activation and its two derivatives, run in a device kernel, against
 // long-double libm on a dense grid over [−120, 120] plus points near 0 and in
 // both tails. The error is measured in units of ε·M, M the sum of the
