@@ -188,7 +188,9 @@ void CnfFlow<T>::eval_velocity(const Vector<T>& params, int n, const Rows<const 
           rows(i, D) = t(i);
         });
   }
-  const Rows<T> out = v_->forward(params, wv_, n, k, rows_of<const T>(vrows_, 0, (1 + k) * n));
+  // Inference: the integrators never run V backwards from here (the reverse-KL
+  // sweep re-runs each stage with its cache kept).
+  const Rows<T> out = v_->forward(params, wv_, n, k, rows_of<const T>(vrows_, 0, (1 + k) * n), false);
   Kokkos::parallel_for(
       "bf::cnf_velocity", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
         const std::int64_t r0 = row_of(i, 0, k);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 
@@ -95,9 +96,19 @@ void gemm_eigen(const char* ta, const char* tb, T alpha, const Rows<const T>& a,
 // C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, and a row-major matrix is
 // its transpose in column-major: call the Fortran GEMM with the operands
 // swapped and the same transposition flags.
+// β = 0 becomes a zero fill and β = 1: OpenBLAS's own β pass (a plain loop on
+// AVX2 cores) took 10% of a reverse-KL step on a Zen 3 core; a memset is a
+// fraction of that, and C = 0 + α A B is the same product.
 template <class T>
 void blas_call(bool at, bool bt, int M, int N, int K, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
                int ldc) {
+  if (beta == T(0)) {
+    if (ldc == N)
+      std::memset(c, 0, sizeof(T) * static_cast<std::size_t>(M) * N);
+    else
+      for (int i = 0; i < M; ++i) std::memset(c + static_cast<std::int64_t>(i) * ldc, 0, sizeof(T) * N);
+    beta = T(1);
+  }
   const char fa = at ? 'T' : 'N', fb = bt ? 'T' : 'N';
   if constexpr (std::is_same<T, float>::value)
     sgemm_(&fb, &fa, &N, &M, &K, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);

@@ -50,19 +50,23 @@ class Mlp {
   /// The cached activations of one forward pass, for its reverse pass.
   struct Workspace {
     int max_rows = 0;
-    std::vector<Matrix<T>> pre;  // [l]: pre-activations of layer l (value rows include the bias)
+    std::vector<Matrix<T>> pre;  // [l]: pre-activations of layer l (hidden value rows without the bias)
     std::vector<Matrix<T>> act;  // [l]: input rows of layer l, l >= 1
     std::vector<Matrix<T>> d1, d2;  // [l]: σ'(a), σ''(a) of hidden layer l's value rows
     Matrix<T> adj[2];            // ping-pong adjoint buffers
     Rows<const T> input;         // the caller's input rows of the last forward
     int batch = 0, k = 0;
+    bool kept = false;  // the last forward cached what reverse needs
   };
   Workspace workspace(int max_rows) const;
 
   /// Forward pass of `batch` samples with `k` tangent directions. `in` holds
   /// (1 + k) * batch rows, sample-major (row_of); it must stay alive and
-  /// unchanged until reverse. Returns the output rows, a view into ws.
-  Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in) const;
+  /// unchanged until reverse. Returns the output rows, a view into ws. With
+  /// keep = false (inference: no reverse will follow) the activation
+  /// derivatives are not cached, which saves memory traffic.
+  Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in,
+                  bool keep = true) const;
 
   /// Reverse pass of the last forward. adj_out: adjoints of the output rows
   /// (value and tangent rows; not modified). Parameter gradients are

@@ -463,7 +463,7 @@ std::vector<double> NhfFlow<T>::potential(const Vector<T>& params, const std::ve
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(points[static_cast<std::size_t>(c0 + i) * D + j]);
     Kokkos::deep_copy(q_, hq);
-    const Rows<const T> v = v_->forward(params, wv_, n, 0, rows_of<const T>(q_, 0, n));
+    const Rows<const T> v = v_->forward(params, wv_, n, 0, rows_of<const T>(q_, 0, n), false);
     auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
     for (int i = 0; i < n; ++i) out[c0 + i] = static_cast<double>(hv(i, 0));
   }

@@ -36,7 +36,7 @@ typename TimeMixture<T>::Workspace TimeMixture<T>::workspace(int max_rows) const
 
 template <class T>
 Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k,
-                                const Rows<const T>& in) const {
+                                const Rows<const T>& in, bool keep) const {
   const int rows = (1 + k) * batch, D = spec_.space_dim, K = spec_.kernels, n_out = spec_.outputs;
   if (rows > ws.max_rows) throw std::logic_error("time mixture forward: workspace too small");
   if (static_cast<int>(in.extent(1)) != D + 1) throw std::logic_error("time mixture forward: rows need D + 1 columns");
@@ -82,7 +82,7 @@ Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batc
   }
   const Matrix<T> out = ws.out;
   for (int c = 0; c < K; ++c) {
-    const Rows<T> y = nets_[c].forward(params, ws.nets[c], batch, k, net_in);
+    const Rows<T> y = nets_[c].forward(params, ws.nets[c], batch, k, net_in, keep);
     const bool first = c == 0;
     Kokkos::parallel_for(
         "bf::tm_combine", Policy(0, static_cast<std::int64_t>(batch) * n_out), KOKKOS_LAMBDA(const std::int64_t e) {

@@ -53,7 +53,9 @@ class TimeMixture {
 
   /// in: (1 + k) * batch rows of D + 1 columns ([x, t] / [ẋ, ṫ]), sample-major
   /// (row_of); must stay alive until reverse.
-  Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in) const;
+  /// keep = false: inference only (no reverse follows; see Mlp::forward).
+  Rows<T> forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in,
+                  bool keep = true) const;
   /// Accumulates parameter gradients; adj_x (optional, D or more columns) receives
   /// the adjoints of the x columns of every input row.
   void reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& ws, const Rows<const T>& adj_out,

@@ -294,7 +294,11 @@ TEST_P(EngineFd, FusedKernelsMatchHostReference) {
     Vector<T> grad("grad", layout.size());
     auto ws = net.workspace(rows);
     auto in = device_mat<T>(x, rows, n0);
+    // The inference pass (nothing cached) gives the same outputs, and refuses a reverse.
+    const auto inferred = to_host(net.forward(p, ws, batch, k, in, false));
+    EXPECT_THROW(net.reverse(p, grad, ws, device_mat<T>(C, rows, n_out), Rows<T>()), std::logic_error);
     const auto got = to_host(net.forward(p, ws, batch, k, in));
+    EXPECT_EQ(inferred, got) << "inference and training forward passes agree";
     Matrix<T> adj("adj", rows, n0);
     net.reverse(p, grad, ws, device_mat<T>(C, rows, n_out), adj);
     const auto got_grad = to_host(grad), got_adj = to_host(adj);
