@@ -30,7 +30,7 @@ std::string activation_name(Activation a);
 /// r = 1/(1 + e), s = r (a ≥ 0) or e r (a < 0), s(1 − s) = e r², 1 − 2s = ∓(1 − e) r;
 /// tanh|a| = −expm1(−2|a|) / (2 + expm1(−2|a|)), 1 − tanh² = 4 e₂ / (1 + e₂)², e₂ = e^{−2|a|}.
 template <Activation A, class T>
-KOKKOS_INLINE_FUNCTION T activate_fixed(T a, T& d1, T& d2) {
+KOKKOS_FORCEINLINE_FUNCTION T activate_fixed(T a, T& d1, T& d2) {
   if constexpr (A == Activation::softplus || A == Activation::swish) {
     const bool pos = a >= T(0);
     const T e = vexp(pos ? -a : a), r = T(1) / (T(1) + e);

@@ -34,6 +34,7 @@ namespace bf {
 namespace {
 
 double g_flops = 0.0;
+thread_local bool t_serial_gemm = false;
 
 bool transposed(const char* t) { return t[0] == 'T' || t[0] == 't' || t[0] == 'C' || t[0] == 'c'; }
 
@@ -141,7 +142,7 @@ void gemm_blas(const char* ta, const char* tb, T alpha, const Rows<const T>& a, 
   const bool split_rows = M >= N;
   const int side = split_rows ? M : N;
   const int blocks = std::min(threads, (side + kQuantum - 1) / kQuantum);
-  if (threads <= 1 || blocks <= 1 || 2.0 * m * n * k < 1e6) {
+  if (threads <= 1 || blocks <= 1 || t_serial_gemm || 2.0 * m * n * k < 1e6) {
     blas_call<T>(at, bt, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc);
     return;
   }
@@ -166,10 +167,18 @@ constexpr bool kHostMemory = std::is_same<MemSpace, Kokkos::HostSpace>::value;
 
 }  // namespace
 
+ThreadBlock::ThreadBlock() : previous_(t_serial_gemm) { t_serial_gemm = true; }
+ThreadBlock::~ThreadBlock() { t_serial_gemm = previous_; }
+bool in_thread_block() { return t_serial_gemm; }
+
 template <class T>
 void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
           const Rows<T>& c) {
   const bool at = transposed(ta);
+  // Threads inside a shared pass count too (an atomic add where OpenMP is on).
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
   g_flops += 2.0 * static_cast<double>(c.extent(0)) * static_cast<double>(c.extent(1)) *
              static_cast<double>(at ? a.extent(0) : a.extent(1));
 #if defined(BOLTZFLOW_HOST_ONLY) && defined(BOLTZFLOW_HOST_GEMM_EIGEN)

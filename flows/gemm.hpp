@@ -37,6 +37,23 @@ template <class T>
 void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
           const Rows<T>& c);
 
+/// Marks work already shared out by host thread: while one lives on a thread,
+/// gemm on that thread runs each product whole on it, and code that asks
+/// (in_thread_block) runs its loops inline instead of dispatching Kokkos
+/// kernels (Kokkos 4's OpenMP backend serialises dispatches with a mutex that
+/// a dispatch from inside its own parallel region would wait on forever).
+struct ThreadBlock {
+  ThreadBlock();
+  ~ThreadBlock();
+  ThreadBlock(const ThreadBlock&) = delete;
+  ThreadBlock& operator=(const ThreadBlock&) = delete;
+
+ private:
+  bool previous_;
+};
+/// Whether this thread is inside a ThreadBlock.
+bool in_thread_block();
+
 /// The backend gemm uses in this build: "kokkos", "blas" or "eigen".
 std::string gemm_backend();
 

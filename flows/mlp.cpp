@@ -6,6 +6,76 @@
 
 namespace bf {
 
+namespace {
+
+// The element-wise kernels come in two shapes (see below); on host backends
+// the passes also run in blocks of rows, in parallel over the host threads.
+constexpr bool kHostKernels = std::is_same<ExecSpace::memory_space, Kokkos::HostSpace>::value;
+
+// Rows per block of the passes on host backends: every layer runs on one block
+// of samples before the next block starts, so a block's pre-activations,
+// activations and adjoints go from one GEMM to the next kernel through the
+// cache instead of memory (the element-wise kernels and the GEMMs' β passes
+// are memory-bound at the engine's sizes). Measured with `bench train` on the
+// paper's φ⁴ network (13056 rows per pass, one Zen 3 core): 14 s/step without
+// blocks, 10.7 / 10.0 / 11.2 / 13 s with 512 / 1024 / 2048 / 4096 rows. GPU
+// backends take all rows at once.
+constexpr int kBlockRows = kHostKernels ? 1024 : (1 << 30);
+
+// Threads that share a pass's blocks: the host threads where gemm can run a
+// product inside a thread (the BLAS or Eigen backends), else 1.
+int pass_threads() {
+  if (!kHostKernels || gemm_backend() == "kokkos") return 1;
+  return std::max(1, static_cast<int>(Kokkos::DefaultHostExecutionSpace().concurrency()));
+}
+
+// How a pass of `batch` samples with k tangents is cut: `size` samples per
+// block, `count` blocks, thread t taking blocks [first(t), first(t + 1)).
+// Enough blocks for every thread; a pure function of the shape and the thread
+// count, so a run is bitwise reproducible at a fixed thread count.
+struct Blocks {
+  int size = 1, count = 0, threads = 1;
+  Blocks(int batch, int k, int nthreads) : threads(nthreads) {
+    size = std::max(1, kBlockRows / (1 + k));
+    if (threads > 1) size = std::max(1, std::min(size, (batch + threads - 1) / threads));
+    count = (batch + size - 1) / size;
+    if (count < threads) threads = std::max(1, count);
+  }
+  int first(int t) const { return static_cast<int>(static_cast<std::int64_t>(count) * t / threads); }
+};
+
+// Runs f(block, thread) over every block: in order on one thread, or one
+// contiguous range of blocks per host thread, each thread taking its blocks
+// through every layer alone.
+// Inside (ThreadBlock) gemm calls the BLAS whole and the element-wise
+// kernels run inline (host_loop): no Kokkos dispatch happens in the region.
+template <class F>
+void for_blocks(const Blocks& b, F&& f) {
+  if (b.threads <= 1) {
+    for (int blk = 0; blk < b.count; ++blk) f(blk, 0);
+    return;
+  }
+  Kokkos::parallel_for(
+      "bf::mlp_blocks", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, b.threads), [&](const int t) {
+        const ThreadBlock inside;
+        for (int blk = b.first(t); blk < b.first(t + 1); ++blk) f(blk, t);
+      });
+  Kokkos::DefaultHostExecutionSpace().fence();
+}
+
+// A kernel over [0, n): a Kokkos dispatch, or (host backends, inside a
+// ThreadBlock: the work is already this thread's share) a plain loop.
+template <class F>
+void host_loop(const char* name, std::int64_t n, const F& f) {
+  if (in_thread_block()) {
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+  } else {
+    Kokkos::parallel_for(name, Policy(0, n), f);
+  }
+}
+
+}  // namespace
+
 template <class T>
 Mlp<T>::Mlp(const std::string& name, const MlpSpec& spec, ParameterLayout& layout)
     : widths_(spec.widths), act_(spec.activation) {
@@ -43,8 +113,16 @@ typename Mlp<T>::Workspace Mlp<T>::workspace(int max_rows) const {
       ws.d2[l] = Matrix<T>("mlp_d2", max_rows, widths_[l + 1]);
     }
   }
-  ws.adj[0] = Matrix<T>("mlp_adj0", max_rows, wmax);
-  ws.adj[1] = Matrix<T>("mlp_adj1", max_rows, wmax);
+  // Adjoints live one block at a time: a block-sized buffer per thread on host
+  // backends, every row on GPUs.
+  ws.threads = pass_threads();
+  ws.block_rows = kHostKernels ? std::min(max_rows, kBlockRows) : max_rows;
+  ws.adj[0] = Matrix<T>("mlp_adj0", static_cast<std::size_t>(ws.block_rows) * ws.threads, wmax);
+  ws.adj[1] = Matrix<T>("mlp_adj1", static_cast<std::size_t>(ws.block_rows) * ws.threads, wmax);
+  // Parameter gradients of each thread's blocks, summed in thread order after the pass.
+  ws.grad_offset = w_.front().offset;
+  ws.grad_span = b_.back().offset + b_.back().size - ws.grad_offset;
+  if (ws.threads > 1) ws.grad_acc = Vector<T>("mlp_grad_acc", ws.grad_span * ws.threads);
   return ws;
 }
 
@@ -56,7 +134,6 @@ namespace {
 // 2.4x faster than a loop over (sample, column) pairs at width 64, K = 0).
 // On GPU backends one thread is a (sample, column) pair, so a warp reads
 // consecutive columns.
-constexpr bool kHostKernels = std::is_same<ExecSpace::memory_space, Kokkos::HostSpace>::value;
 
 // Value rows: h = σ(a + b); tangent rows: ḣ_k = σ'(a + b) ⊙ ȧ_k. For a reverse
 // pass (`keep`) σ' is cached, and σ'' too where there are tangents (the
@@ -70,8 +147,8 @@ void hidden_forward(int batch, int k, bool keep, const Rows<T>& pre, const Span<
   const int n = static_cast<int>(pre.extent(1));
   const bool keep_d2 = keep && k > 0;
   if constexpr (kHostKernels) {
-    Kokkos::parallel_for(
-        "bf::mlp_hidden_forward", Policy(0, batch), KOKKOS_LAMBDA(const std::int64_t i) {
+    host_loop(
+        "bf::mlp_hidden_forward", batch, KOKKOS_LAMBDA(const std::int64_t i) {
           const std::int64_t r0 = row_of(i, 0, k);
           const T* a = &pre(r0, 0);
           T* h = &out(r0, 0);
@@ -130,8 +207,8 @@ void hidden_forward(int batch, int k, bool keep, const Rows<T>& pre, const Span<
 template <class T>
 void output_forward(int batch, int k, const Rows<T>& pre, const Span<const T>& bias) {
   const int n = static_cast<int>(pre.extent(1));
-  Kokkos::parallel_for(
-      "bf::mlp_output_forward", Policy(0, static_cast<std::int64_t>(batch) * n), KOKKOS_LAMBDA(const std::int64_t e) {
+  host_loop(
+      "bf::mlp_output_forward", static_cast<std::int64_t>(batch) * n, KOKKOS_LAMBDA(const std::int64_t e) {
         const std::int64_t i = e / n;
         const int j = static_cast<int>(e - i * n);
         pre(row_of(i, 0, k), j) += bias(j);
@@ -145,8 +222,8 @@ void hidden_reverse(int batch, int k, const Rows<const T>& pre, const Rows<T>& d
                     const Rows<T>& g) {
   const int n = static_cast<int>(pre.extent(1));
   if constexpr (kHostKernels) {
-    Kokkos::parallel_for(
-        "bf::mlp_hidden_reverse", Policy(0, batch), KOKKOS_LAMBDA(const std::int64_t i) {
+    host_loop(
+        "bf::mlp_hidden_reverse", batch, KOKKOS_LAMBDA(const std::int64_t i) {
           const std::int64_t r0 = row_of(i, 0, k);
           T* g0 = &g(r0, 0);
           const T* D1 = &d1s(i, 0);
@@ -184,8 +261,8 @@ void hidden_reverse(int batch, int k, const Rows<const T>& pre, const Rows<T>& d
 template <class T>
 void bias_gradient(int batch, int k, const Rows<const T>& g, const Span<T>& db) {
   const int n = static_cast<int>(g.extent(1));
-  Kokkos::parallel_for(
-      "bf::mlp_bias_gradient", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t j) {
+  host_loop(
+      "bf::mlp_bias_gradient", n, KOKKOS_LAMBDA(const std::int64_t j) {
         T s = T(0);
         for (std::int64_t i = 0; i < batch; ++i) s += g(row_of(i, 0, k), j);
         db(j) += s;
@@ -193,21 +270,6 @@ void bias_gradient(int batch, int k, const Rows<const T>& g, const Span<T>& db) 
 }
 
 }  // namespace
-
-// Rows per block of the passes on host backends: every layer runs on one block
-// of samples before the next block starts, so a block's pre-activations,
-// activations and adjoints go from one GEMM to the next kernel through the
-// cache instead of memory (the element-wise kernels and the GEMMs' β passes
-// are memory-bound at the engine's sizes). Measured with `bench train` on the
-// paper's φ⁴ network (13056 rows per pass, one Zen 3 core): 14 s/step without
-// blocks, 10.7 / 10.0 / 11.2 / 13 s with 512 / 1024 / 2048 / 4096 rows. GPU
-// backends take all rows at once.
-constexpr int kBlockRows = kHostKernels ? 1024 : (1 << 30);
-
-template <class T>
-int block_samples(int k) {
-  return std::max(1, kBlockRows / (1 + k));
-}
 
 template <class T>
 Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k, const Rows<const T>& in,
@@ -220,9 +282,9 @@ Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k
   ws.batch = batch;
   ws.k = k;
   ws.kept = keep;
-  const int bs = block_samples<T>(k);
-  for (int s0 = 0; s0 < batch; s0 += bs) {
-    const int nb = std::min(bs, batch - s0);
+  const Blocks blocks(batch, k, ws.threads);
+  for_blocks(blocks, [&](int blk, int) {
+    const int s0 = blk * blocks.size, nb = std::min(blocks.size, batch - s0);
     const std::int64_t r0 = static_cast<std::int64_t>(s0) * (1 + k), nr = static_cast<std::int64_t>(nb) * (1 + k);
     Rows<const T> x = rows_of<const T>(in, r0, nr);
     for (int l = 0; l < layers(); ++l) {
@@ -238,7 +300,7 @@ Rows<T> Mlp<T>::forward(const Vector<T>& params, Workspace& ws, int batch, int k
         output_forward<T>(nb, k, pre, bias);
       }
     }
-  }
+  });
   return rows_of<T>(ws.pre[layers() - 1], 0, rows);
 }
 
@@ -248,18 +310,34 @@ void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& 
   const int batch = ws.batch, k = ws.k;
   if (!ws.kept) throw std::logic_error("mlp reverse: the last forward was an inference pass (keep = false)");
   const bool param_grad = grad.data() != nullptr;
-  const int bs = block_samples<T>(k);
-  for (int s0 = 0; s0 < batch; s0 += bs) {
-    const int nb = std::min(bs, batch - s0);
+  const Blocks blocks(batch, k, ws.threads);
+  if (static_cast<std::int64_t>(std::min(blocks.size, batch)) * (1 + k) > ws.block_rows)
+    throw std::logic_error("mlp reverse: a block does not fit the adjoint buffers");
+  // One thread accumulates into grad directly; several into their own slices of grad_acc.
+  const bool split = param_grad && blocks.threads > 1;
+  if (split) Kokkos::deep_copy(ws.grad_acc, T(0));
+  T* const acc = split ? ws.grad_acc.data() : nullptr;
+  const std::size_t off0 = ws.grad_offset, span = ws.grad_span;
+  auto dw = [&](int l, int t) {
+    const ParamSlice& s = w_[l];
+    return split ? Rows<T>(acc + t * span + (s.offset - off0), s.shape[0], s.shape[1]) : slice_matrix(grad, s);
+  };
+  auto db = [&](int l, int t) {
+    const ParamSlice& s = b_[l];
+    return split ? Span<T>(acc + t * span + (s.offset - off0), s.size) : slice_vector(grad, s);
+  };
+  for_blocks(blocks, [&](int blk, int t) {
+    const int s0 = blk * blocks.size, nb = std::min(blocks.size, batch - s0);
     const std::int64_t r0 = static_cast<std::int64_t>(s0) * (1 + k), nr = static_cast<std::int64_t>(nb) * (1 + k);
+    const std::int64_t a0 = static_cast<std::int64_t>(t) * ws.block_rows;  // this thread's adjoint rows
     Rows<const T> g = rows_of<const T>(adj_out, r0, nr);
     int cur = 0;
     for (int l = layers() - 1; l >= 0; --l) {
       const Rows<const T> x = l == 0 ? rows_of<const T>(ws.input, r0, nr) : rows_of<const T>(ws.act[l], r0, nr);
       // Ŵ += Âᵀ R over value and tangent rows; b̂ += Σ_i â_i over value rows.
       if (param_grad) {
-        gemm<T>("T", "N", T(1), g, x, T(1), slice_matrix(grad, w_[l]));
-        bias_gradient<T>(nb, k, g, slice_vector(grad, b_[l]));
+        gemm<T>("T", "N", T(1), g, x, T(1), dw(l, t));
+        bias_gradient<T>(nb, k, g, db(l, t));
       }
       if (l == 0) {
         // R̂ = Â W for the network's inputs, if asked for.
@@ -267,14 +345,27 @@ void Mlp<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Workspace& 
           gemm<T>("N", "N", T(1), g, slice_matrix(params, w_[l]), T(0), rows_of<T>(adj_in, r0, nr));
         break;
       }
-      // R̂ = Â W (a block-sized buffer), then back through the activation of the layer below.
-      const Rows<T> gp(ws.adj[cur].data(), nr, widths_[l]);
+      // R̂ = Â W (this thread's block buffer), then back through the activation of the layer below.
+      const Rows<T> gp(ws.adj[cur].data() + a0 * static_cast<std::int64_t>(ws.adj[cur].extent(1)), nr, widths_[l]);
       gemm<T>("N", "N", T(1), g, slice_matrix(params, w_[l]), T(0), gp);
       hidden_reverse<T>(nb, k, rows_of<const T>(ws.pre[l - 1], r0, nr), rows_of<T>(ws.d1[l - 1], s0, nb),
                         rows_of<T>(ws.d2[l - 1], s0, nb), gp);
       g = gp;
       cur ^= 1;
     }
+  });
+  if (split) {
+    // Σ over threads in thread order: the same sum at a given thread count.
+    const Span<T> out(grad.data() + off0, span);
+    const Vector<T> a = ws.grad_acc;
+    const int nt = blocks.threads;
+    const std::int64_t sp = static_cast<std::int64_t>(span);
+    Kokkos::parallel_for(
+        "bf::mlp_grad_sum", Policy(0, sp), KOKKOS_LAMBDA(const std::int64_t i) {
+          T s = T(0);
+          for (int t = 0; t < nt; ++t) s += a(t * sp + i);
+          out(i) += s;
+        });
   }
 }
 

@@ -57,6 +57,10 @@ class Mlp {
     Rows<const T> input;         // the caller's input rows of the last forward
     int batch = 0, k = 0;
     bool kept = false;  // the last forward cached what reverse needs
+    int threads = 1;           // host threads sharing a pass's blocks of rows
+    int block_rows = 0;        // adjoint rows per thread (adj holds threads x block_rows)
+    std::size_t grad_offset = 0, grad_span = 0;  // this net's part of the flat buffer
+    Vector<T> grad_acc;        // threads x grad_span: per-thread parameter gradients
   };
   Workspace workspace(int max_rows) const;
 

@@ -16,7 +16,10 @@ export KOKKOS_NUM_THREADS=${KOKKOS_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}   # K
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$KOKKOS_NUM_THREADS}
 export OMP_PROC_BIND=${OMP_PROC_BIND:-spread}                                # Kokkos' advice for OpenMP
 export OMP_PLACES=${OMP_PLACES:-threads}
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$KOKKOS_NUM_THREADS}     # no BLAS oversubscription
+# BLAS threads: the default (blas) GEMM backend keeps OpenBLAS at one thread itself
+# and shares each pass over the Kokkos threads; this only matters for builds with
+# BOLTZFLOW_HOST_GEMM=kokkos, where KokkosBlas calls a threaded BLAS whole.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$KOKKOS_NUM_THREADS}
 # Parallel file systems (Lustre, GPFS, NFS) often refuse HDF5's file locks.
 export HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-FALSE}
 

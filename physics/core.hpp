@@ -43,6 +43,10 @@ KOKKOS_INLINE_FUNCTION auto row(const View& v, std::int64_t i) -> decltype(v.dat
   return v.data() + i * static_cast<std::int64_t>(v.stride(0));
 }
 
+/// (The element-wise functions below are forced inline: a call in a loop
+/// stops it from vectorizing, and GCC under -fopenmp was seen not to inline
+/// vexp into Kokkos' OpenMP kernels, a third of an activation's time.)
+///
 /// exp(x) in a form compilers vectorize on CPU backends (no library call,
 /// no floor, no integer conversions): exp(x) = 2^k e^r with k = round(x / ln 2)
 /// found by the 1.5·2^52 (float: 1.5·2^23) shift, a Cody–Waite reduced
@@ -61,7 +65,7 @@ inline To bit_cast_value(const From& f) {
 }
 #endif
 
-KOKKOS_INLINE_FUNCTION double vexp(double x) {
+KOKKOS_FORCEINLINE_FUNCTION double vexp(double x) {
 #if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL)
   return kmath::exp(x);
 #else
@@ -94,7 +98,7 @@ KOKKOS_INLINE_FUNCTION double vexp(double x) {
 #endif
 }
 
-KOKKOS_INLINE_FUNCTION float vexp(float x) {
+KOKKOS_FORCEINLINE_FUNCTION float vexp(float x) {
 #if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL)
   return kmath::exp(x);
 #else
@@ -124,7 +128,7 @@ KOKKOS_INLINE_FUNCTION float vexp(float x) {
 /// 2^-54 relative), vexp(x) − 1 elsewhere (no cancellation there: |e^x − 1| ≥ 0.39).
 /// Both are computed and one selected, so loops over it vectorize.
 template <class T>
-KOKKOS_INLINE_FUNCTION T vexpm1(T x) {
+KOKKOS_FORCEINLINE_FUNCTION T vexpm1(T x) {
   constexpr int n = sizeof(T) == 4 ? 9 : 14;
   T p = T(1);
   for (int k = n; k >= 2; --k) p = T(1) + p * (x * (T(1) / T(k)));  // e^x − 1 = x (1 + x/2 (1 + x/3 (…)))
@@ -140,7 +144,7 @@ KOKKOS_INLINE_FUNCTION T vexpm1(T x) {
 /// double (the first omitted term is below 2^-26 and 2^-55 of the sum). Exact
 /// for u = 0, relative error of a few ulps everywhere else (tests/test_engine.cpp).
 template <class T>
-KOKKOS_INLINE_FUNCTION T vlog1p_unit(T u) {
+KOKKOS_FORCEINLINE_FUNCTION T vlog1p_unit(T u) {
   constexpr int n = sizeof(T) == 4 ? 6 : 15;
   const T s = u / (T(2) + u), z = s * s;
   T p = T(1) / T(2 * n + 1);
@@ -150,14 +154,14 @@ KOKKOS_INLINE_FUNCTION T vlog1p_unit(T u) {
 
 /// Numerically stable log(1 + exp(x)) = max(x, 0) + log(1 + e^{−|x|}).
 template <class T>
-KOKKOS_INLINE_FUNCTION T softplus(T x) {
+KOKKOS_FORCEINLINE_FUNCTION T softplus(T x) {
   const T ax = x < T(0) ? -x : x;
   return (x > T(0) ? x : T(0)) + vlog1p_unit(vexp(-ax));
 }
 
 /// Logistic sigmoid, stable for large |x|.
 template <class T>
-KOKKOS_INLINE_FUNCTION T sigmoid(T x) {
+KOKKOS_FORCEINLINE_FUNCTION T sigmoid(T x) {
   // e^{-|x|} never overflows; the branch is a select, so the loop vectorizes.
   const T e = vexp(x >= T(0) ? -x : x);
   const T s = T(1) / (T(1) + e);
