@@ -40,6 +40,10 @@ TEST(Cli, BadInputExitsWithTwoAndNamesTheProblem) {
       {"check --target phi4 --target.lambda -1", "out of range"},
       {"check --target gmm", "needs target.dim"},
       {"check --config /nonexistent.ini", "cannot read config file '/nonexistent.ini'"},
+      {"bench nonsense", "unknown benchmark 'nonsense'"},
+      {"bench train --steps 0", "--steps must be at least 1"},
+      {"bench train --model.kind foo", "model.kind"},
+      {"bench engine --tangents 40", "tangent counts must be in [0, 17]"},
   };
   for (const auto& c : cases) {
     const auto r = run(boltzflow() + " " + c.args);
@@ -76,4 +80,23 @@ TEST(Cli, CheckGivesTheSameGlobalMetricsOnOneAndTwoRanks) {
       EXPECT_LT(std::fabs(j2.at("log_z").number()), 3 * j2.at("log_z_stderr").number());
     }
   }
+}
+
+// bench train on 2 ranks: real training steps, timed, with the GEMM FLOPs that
+// ran and the reference rate measured in the same run.
+TEST(Cli, BenchTrainTimesStepsAndCountsTheirFlops) {
+  const std::string dir = test::temp_dir("bench");
+  const std::string json = dir + "/bench.json";
+  const auto r = run(boltzflow(2) + " bench train --steps 3 --warmup 1 --train.batch 64 --model.hidden 16,16 --json " + json);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("s/step"), std::string::npos) << r.output;
+  const Json j = Json::parse(test::read_file(json));
+  EXPECT_EQ(j.at("ranks").integer(), 2);
+  EXPECT_EQ(j.at("steps").integer(), 3);
+  EXPECT_GT(j.at("seconds_per_step").number(), 0.0);
+  EXPECT_LE(j.at("seconds_per_step_min").number(), j.at("seconds_per_step").number());
+  EXPECT_GT(j.at("gflop_per_step").number(), 0.0);
+  EXPECT_GT(j.at("reference_gflops").number(), 0.0);
+  EXPECT_GT(j.at("ratio").number(), 0.0);
+  EXPECT_TRUE(std::isfinite(j.at("last_loss").number()));
 }
