@@ -401,6 +401,12 @@ int cmd_bench(Environment& env, const std::vector<std::string>& args) {
   if (!rest.empty() && rest.front().rfind("-", 0) != 0) {
     what = rest.front();
     rest.erase(rest.begin());
+  } else if (!rest.empty() && (rest.front() == "--help" || rest.front() == "-h")) {
+    print_root(env, "usage: " + engine_usage() + "\n       " + train_usage() +
+                        "\n\nbench engine: the network engine against the GEMM rate; bench train: seconds per "
+                        "training step of a configuration.\nSee 'boltzflow bench engine --help' and 'boltzflow bench "
+                        "train --help'.\n");
+    return kExitOk;
   }
   if (what == "engine") return bench_engine(env, rest);
   if (what == "train") return bench_train(env, rest);

@@ -11,7 +11,9 @@ const std::vector<Command>& commands() {
       {"sample", cmd_sample, "draw samples with log q and log w from a trained flow into an HDF5 file"},
       {"inspect", cmd_inspect, "show what a checkpoint or sample file holds"},
       {"check", cmd_check, "score a sampler with a known answer (exact sampler or importance proposal)"},
-      {"bench", cmd_bench, "benchmarks: 'bench engine' times the network engine against the GEMM rate"},
+      {"bench", cmd_bench,
+       "benchmarks: 'bench engine' times the network engine against the GEMM rate, 'bench train --config FILE' "
+       "times training steps (s/step, GFLOP/s, ratio to the core's best GEMM)"},
   };
   return cmds;
 }
