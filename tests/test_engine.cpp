@@ -326,11 +326,14 @@ INSTANTIATE_TEST_SUITE_P(
 // gemm and every backend compiled in, against a plain triple loop in double,
 // for every transposition, with α, β ≠ 0, 1 and shapes that are not multiples
 // of any block size (on a multi-threaded host space this covers the split of
-// a product into per-thread blocks, along rows and along columns).
+// a product into per-thread blocks, along rows and along columns), and shapes
+// with a side of at most 4, which gemm computes with plain loops on host
+// memory (k = 2, n = 1, m = 1, and the sides just above and below).
 TEST(Gemm, EveryBackendMatchesAPlainProduct) {
   TestRng r(77);
   struct Shape { int m, n, k; };
-  for (const Shape sh : {Shape{37, 5, 11}, Shape{3, 150, 20}, Shape{300, 129, 33}, Shape{1, 1, 7}}) {
+  for (const Shape sh : {Shape{37, 5, 11}, Shape{3, 150, 20}, Shape{300, 129, 33}, Shape{1, 1, 7}, Shape{70, 33, 2},
+                          Shape{65, 1, 40}, Shape{1, 45, 70}, Shape{90, 70, 5}}) {
     for (const char* ta : {"N", "T"})
       for (const char* tb : {"N", "T"}) {
         const bool at = ta[0] == 'T', bt = tb[0] == 'T';
@@ -357,6 +360,15 @@ TEST(Gemm, EveryBackendMatchesAPlainProduct) {
             ASSERT_NEAR(got[i], want[i], tol * (1 + std::sqrt(static_cast<double>(sh.k))))
                 << name << " " << ta << tb << " " << sh.m << "x" << sh.n << "x" << sh.k << " at " << i;
         };
+        // β = 0 writes C without reading it: NaN in C must not survive.
+        {
+          const Matrix<float> a = device_mat<float>(A, ar, ac), b = device_mat<float>(B, br, bc);
+          Matrix<float> c("c", sh.m, sh.n);
+          Kokkos::deep_copy(c, std::nanf(""));
+          gemm<float>(ta, tb, 1.0f, Rows<const float>(a.data(), ar, ac), Rows<const float>(b.data(), br, bc), 0.0f,
+                      Rows<float>(c.data(), sh.m, sh.n));
+          for (float v : to_host(c)) ASSERT_TRUE(std::isfinite(v)) << "beta = 0 " << ta << tb << " " << sh.m << "x" << sh.n;
+        }
         check(double(0), "gemm (" + gemm_backend() + ")", &gemm<double>);
         check(float(0), "gemm (" + gemm_backend() + ")", &gemm<float>);
         for (const GemmBackend& be : gemm_backends()) {
