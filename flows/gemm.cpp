@@ -39,9 +39,11 @@ thread_local bool t_serial_gemm = false;
 
 bool transposed(const char* t) { return t[0] == 'T' || t[0] == 't' || t[0] == 'C' || t[0] == 'c'; }
 
+// C's shape m x n and the inner size k of op(A) op(B); throws if they do not
+// match. Returns whether C has any element (else there is nothing to do).
 template <class T>
-void check_shapes(const char* ta, const char* tb, const Rows<const T>& a, const Rows<const T>& b, const Rows<T>& c,
-                  std::int64_t& m, std::int64_t& n, std::int64_t& k) {
+bool product_shape(const char* ta, const char* tb, const Rows<const T>& a, const Rows<const T>& b, const Rows<T>& c,
+                   std::int64_t& m, std::int64_t& n, std::int64_t& k) {
   const bool at = transposed(ta), bt = transposed(tb);
   m = static_cast<std::int64_t>(at ? a.extent(1) : a.extent(0));
   k = static_cast<std::int64_t>(at ? a.extent(0) : a.extent(1));
@@ -49,6 +51,7 @@ void check_shapes(const char* ta, const char* tb, const Rows<const T>& a, const 
   n = static_cast<std::int64_t>(bt ? b.extent(0) : b.extent(1));
   if (kb != k || static_cast<std::int64_t>(c.extent(0)) != m || static_cast<std::int64_t>(c.extent(1)) != n)
     throw std::logic_error("gemm: shapes do not match");
+  return m > 0 && n > 0;
 }
 
 template <class T>
@@ -70,8 +73,7 @@ template <class T>
 void gemm_eigen(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
                 const Rows<T>& c) {
   std::int64_t m, n, k;
-  check_shapes(ta, tb, a, b, c, m, n, k);
-  if (m == 0 || n == 0) return;
+  if (!product_shape(ta, tb, a, b, c, m, n, k)) return;
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
@@ -302,8 +304,7 @@ template <class T>
 void gemm_blas(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const Rows<const T>& b, T beta,
                const Rows<T>& c) {
   std::int64_t m, n, k;
-  check_shapes(ta, tb, a, b, c, m, n, k);
-  if (m == 0 || n == 0) return;
+  if (!product_shape(ta, tb, a, b, c, m, n, k)) return;
   const bool at = transposed(ta), bt = transposed(tb);
   const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
   const int lda = leading(a), ldb = leading(b), ldc = leading(c);
@@ -357,8 +358,7 @@ void gemm(const char* ta, const char* tb, T alpha, const Rows<const T>& a, const
 #ifdef BOLTZFLOW_HOST_ONLY
   if constexpr (kHostMemory) {
     std::int64_t m, n, k;
-    check_shapes(ta, tb, a, b, c, m, n, k);
-    if (m == 0 || n == 0) return;
+    if (!product_shape(ta, tb, a, b, c, m, n, k)) return;
     if (narrow(at, m, n, k))
       return gemm_narrow<T>(at, transposed(tb), m, n, k, alpha, a.data(), leading(a), b.data(), leading(b), beta,
                             c.data(), leading(c));

@@ -269,10 +269,11 @@ TEST_P(EngineFd, ReverseGivesExactGradients) {
 }
 
 // The fused kernels against the plain-loop host reference, double and float.
-TEST_P(EngineFd, FusedKernelsMatchHostReference) {
-  const auto c = GetParam();
+// The engine's forward (training and inference) and reverse passes against
+// the plain host reference (flows-independent loops in double).
+static void check_against_reference(const EngineCase& c, int batch) {
   NetSetup s = make_mlp(c.widths, c.act, 9);
-  const int batch = 6, k = c.k, n0 = c.widths.front(), n_out = c.widths.back(), rows = (1 + k) * batch;
+  const int k = c.k, n0 = c.widths.front(), n_out = c.widths.back(), rows = (1 + k) * batch;
   RefMlp ref{c.widths, c.act, {}, {}};
   for (int l = 0; l < s.mlp->layers(); ++l) ref.w_off.push_back(s.mlp->weight(l).offset), ref.b_off.push_back(s.mlp->bias(l).offset);
   TestRng r(31);
@@ -314,6 +315,16 @@ TEST_P(EngineFd, FusedKernelsMatchHostReference) {
   };
   run(double(0), 1e-12);
   run(float(0), 2e-5);
+}
+
+TEST_P(EngineFd, FusedKernelsMatchHostReference) { check_against_reference(GetParam(), 6); }
+
+// Layers wider than the inference pass's stack block of 64 columns (130 = 2 x
+// 64 + 2), a 2-wide output (the plain-loop products of gemm for narrow
+// sides), and more rows (400 x 3) than one block of a pass (1024 rows).
+TEST(Engine, WideLayersAndManyBlocksMatchHostReference) {
+  check_against_reference(EngineCase{{3, 130, 70, 2}, Activation::swish, 2}, 400);
+  check_against_reference(EngineCase{{2, 66, 1}, Activation::softplus, 1}, 700);
 }
 
 INSTANTIATE_TEST_SUITE_P(
