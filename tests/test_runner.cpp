@@ -6,8 +6,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "src/checkpoint.hpp"
@@ -265,6 +268,91 @@ TEST(Runner, BadInputExitsWithTwoAndOverwritesNothing) {
   EXPECT_EQ(test::read_file(d + "/other_run/config.ini"), "[target]\nname = gmm9\n");
   EXPECT_EQ(test::read_file(d + "/run/checkpoint.h5"), before_ckpt) << "nothing overwritten";
   EXPECT_EQ(test::read_file(d + "/run/metrics.jsonl"), before_metrics) << "nothing overwritten";
+}
+
+// A CSV file as rows of fields (quoted fields with "" escapes, as evaluate writes them).
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(test::read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f(1);
+    bool quoted = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') f.back() += '"', ++i;
+      else if (c == '"') quoted = !quoted;
+      else if (c == ',' && !quoted) f.emplace_back();
+      else f.back() += c;
+    }
+    rows.push_back(f);
+  }
+  return rows;
+}
+
+std::size_t column(const std::vector<std::string>& header, const std::string& name) {
+  const auto it = std::find(header.begin(), header.end(), name);
+  EXPECT_NE(it, header.end()) << "no column " << name;
+  return static_cast<std::size_t>(it - header.begin());
+}
+
+// evaluate --group-by run.seed: runs that differ only in the seed form a group,
+// whose metrics are the mean and sample standard deviation of its runs' rows
+// (recomputed here from the per-run table); a run with another learning rate
+// is a group of its own, a directory without a checkpoint is listed, not grouped.
+TEST(Runner, EvaluateGroupsRunsOverSeeds) {
+  const std::string d = test::temp_dir("groups");
+  for (int seed : {1, 2, 3}) {
+    auto r = train(1, d + "/r-a" + std::to_string(seed), "--train.steps 10 --run.seed " + std::to_string(seed));
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  auto r = train(1, d + "/r-b1", "--train.steps 10 --train.lr 0.01");
+  ASSERT_EQ(r.code, 0) << r.output;
+  make_dirs(d + "/r-c-empty");
+  auto e = run(boltzflow(2) + " evaluate --runs '" + d + "/r-*' --table " + d + "/t.csv --group-by run.seed");
+  ASSERT_EQ(e.code, 0) << e.output;
+  EXPECT_NE(e.output.find("2 group(s) over run.seed"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("not grouped (did not load): " + d + "/r-c-empty"), std::string::npos) << e.output;
+  const auto runs = read_csv(d + "/t.csv"), groups = read_csv(d + "/t.groups.csv");
+  ASSERT_EQ(runs.size(), 6u);    // header + 5 directories
+  ASSERT_EQ(groups.size(), 3u);  // header + 2 groups
+  const auto &rh = runs[0], &gh = groups[0];
+  const std::size_t run_c = column(rh, "run");
+  for (const char* metric : {"reverse_kl", "reverse_ess", "hausdorff", "log_z"}) {
+    const std::size_t mc = column(rh, metric);
+    std::vector<double> a;
+    for (std::size_t i = 1; i < runs.size(); ++i)
+      if (runs[i][run_c].find("/r-a") != std::string::npos) a.push_back(std::stod(runs[i][mc]));
+    ASSERT_EQ(a.size(), 3u);
+    const double mean = (a[0] + a[1] + a[2]) / 3;
+    double ss = 0;
+    for (double v : a) ss += (v - mean) * (v - mean);
+    const double sd = std::sqrt(ss / 2);
+    const auto& g0 = groups[1];
+    EXPECT_EQ(g0[column(gh, "runs")], "3");
+    EXPECT_EQ(g0[column(gh, "run.seed")], "1;2;3");
+    EXPECT_NEAR(std::stod(g0[column(gh, std::string(metric) + "_mean")]), mean, 1e-8 * (1 + std::fabs(mean))) << metric;
+    EXPECT_NEAR(std::stod(g0[column(gh, std::string(metric) + "_sd")]), sd, 1e-8 * (1 + sd)) << metric;
+    EXPECT_GT(sd, 0) << metric << ": different seeds, different results";
+    const auto& g1 = groups[2];
+    EXPECT_EQ(g1[column(gh, "runs")], "1");
+    EXPECT_EQ(g1[column(gh, "train.lr")], "0.01");
+    EXPECT_EQ(g1[column(gh, std::string(metric) + "_sd")], "nan") << "one run has no spread";
+  }
+  // Nothing is overwritten; a key that does not exist is named.
+  const std::string before = test::read_file(d + "/t.groups.csv");
+  auto again = run(boltzflow() + " evaluate --runs '" + d + "/r-*' --table " + d + "/t2.csv --group-by run.sed");
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.output.find("'run.sed' is not a configuration key"), std::string::npos) << again.output;
+  {
+    std::ofstream f(d + "/t3.groups.csv");
+    f << "keep me\n";
+  }
+  auto clash = run(boltzflow() + " evaluate --runs '" + d + "/r-*' --table " + d + "/t3.csv --group-by run.seed");
+  EXPECT_EQ(clash.code, 2);
+  EXPECT_NE(clash.output.find("t3.groups.csv' exists"), std::string::npos) << clash.output;
+  EXPECT_EQ(test::read_file(d + "/t3.groups.csv"), "keep me\n");
+  EXPECT_FALSE(file_exists(d + "/t3.csv")) << "refused before anything was written";
+  EXPECT_EQ(test::read_file(d + "/t.groups.csv"), before);
 }
 
 TEST(Runner, FilesAreReadableByStandardTools) {
