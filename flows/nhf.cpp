@@ -5,6 +5,8 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 namespace bf {
 
@@ -143,6 +145,8 @@ NhfFlow<T>::NhfFlow(const Distribution& target, std::shared_ptr<const Distributi
     if (spec.dataset_size < 1) throw std::invalid_argument("nhf: the data set needs at least one point");
     data_ = Matrix<double>("nhf_data", spec.dataset_size, D);
     target.sample(seed, Purpose::dataset, 0, 0, data_);
+    idx_ = Kokkos::View<std::int64_t*, MemSpace>("nhf_minibatch", B);
+    if (spec.epochs) order_ = Kokkos::View<std::int64_t**, MemSpace>("nhf_epoch_order", 2, spec.dataset_size);
   }
 }
 
@@ -294,6 +298,72 @@ void NhfFlow<T>::encode_reverse(const Vector<T>& params, const Vector<T>& grad, 
   sig_->reverse(params, grad, wsig_, sigma_bar, Rows<T>());
 }
 
+namespace {
+// The order of the data set in epoch e: a Fisher–Yates shuffle whose swaps
+// are drawn from the run's seed and e alone (host; N numbers once per epoch).
+std::vector<std::int64_t> epoch_order(std::uint32_t seed, std::int64_t e, std::int64_t N) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(N));
+  for (std::int64_t i = 0; i < N; ++i) order[i] = i;
+  for (std::int64_t i = N - 1; i > 0; --i) {
+    const RngStream s(seed, Purpose::minibatch_order, static_cast<std::uint32_t>(e), static_cast<std::uint64_t>(i));
+    std::int64_t j = static_cast<std::int64_t>(s.uniform(0) * static_cast<double>(i + 1));
+    j = j < i ? j : i;
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+}  // namespace
+
+template <class T>
+void NhfFlow<T>::select_minibatch(const BatchRef& bref) {
+  const int n = bref.count;
+  const Matrix<double> data = data_;
+  const std::int64_t N = static_cast<std::int64_t>(data.extent(0));
+  const std::uint32_t seed = bref.seed;
+  const std::uint64_t first = bref.first;
+  const auto idx = idx_;
+  if (!spec_.epochs) {
+    const std::uint32_t step = static_cast<std::uint32_t>(bref.step);
+    Kokkos::parallel_for(
+        "bf::nhf_minibatch", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          // Minibatch by global index, with replacement: index ⌊u N⌋.
+          const RngStream s(seed, Purpose::minibatch, step, first + static_cast<std::uint64_t>(i));
+          std::int64_t k = static_cast<std::int64_t>(s.uniform(0) * static_cast<double>(N));
+          idx(i) = k < N ? k : N - 1;
+        });
+    return;
+  }
+  // Epochs: global sample g of the run (step × batch + its index in the batch)
+  // is point order_{g / N}[g mod N]; a batch of at most N spans two epochs at most.
+  if (bref.global > N) throw std::logic_error("nhf: epoch minibatches need a batch of at most the data set");
+  const std::int64_t g0 = bref.step * bref.global + static_cast<std::int64_t>(first), e0 = g0 / N;
+  if (order_epoch_ != e0 || order_seed_ != seed) {
+    auto h = Kokkos::create_mirror_view(order_);
+    for (int r = 0; r < 2; ++r) {
+      const auto o = epoch_order(seed, e0 + r, N);
+      for (std::int64_t i = 0; i < N; ++i) h(r, i) = o[static_cast<std::size_t>(i)];
+    }
+    Kokkos::deep_copy(order_, h);
+    order_epoch_ = e0;
+    order_seed_ = seed;
+  }
+  const auto order = order_;
+  Kokkos::parallel_for(
+      "bf::nhf_minibatch_epochs", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t g = g0 + i;
+        idx(i) = order(g / N - e0, g % N);
+      });
+}
+
+template <class T>
+std::vector<std::int64_t> NhfFlow<T>::minibatch_indices(const BatchRef& bref) {
+  if (!spec_.elbo) throw std::logic_error("nhf: minibatches exist only for train.loss = elbo");
+  if (bref.count > max_batch_) throw std::logic_error("nhf: batch larger than the workspace");
+  select_minibatch(bref);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), idx_);
+  return std::vector<std::int64_t>(h.data(), h.data() + bref.count);
+}
+
 template <class T>
 double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& bref,
                                  const Collective&) {
@@ -305,17 +375,12 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   const Matrix<double> zd = Kokkos::subview(zd_, std::make_pair(0, n), Kokkos::ALL());
   // The start: positions from the prior (sampling) or the data set (density estimation).
   if (spec_.elbo) {
+    select_minibatch(bref);
     const Matrix<double> data = data_;
-    const std::int64_t N = static_cast<std::int64_t>(data.extent(0));
-    const std::uint32_t seed = bref.seed;
-    const std::uint32_t step = static_cast<std::uint32_t>(bref.step);
-    const std::uint64_t first = bref.first;
+    const auto idx = idx_;
     Kokkos::parallel_for(
-        "bf::nhf_minibatch", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-          // Minibatch by global index, with replacement: index ⌊u N⌋.
-          const RngStream s(seed, Purpose::minibatch, step, first + static_cast<std::uint64_t>(i));
-          std::int64_t k = static_cast<std::int64_t>(s.uniform(0) * static_cast<double>(N));
-          k = k < N ? k : N - 1;
+        "bf::nhf_minibatch_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t k = idx(i);
           for (int j = 0; j < D; ++j) q(i, j) = static_cast<T>(data(k, j));
         });
   } else {

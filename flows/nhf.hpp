@@ -45,6 +45,12 @@ struct NhfSpec {
   double time = 1.0;     // integration time T = L dt
   bool elbo = true;      // density estimation from samples; false: reverse KL (sampling)
   int dataset_size = 5000;
+  // elbo minibatches: false, each point drawn uniformly with replacement; true,
+  // epochs: a fresh random order of the data set per epoch, consecutive
+  // samples (over steps and ranks) taking consecutive points of it, so every
+  // point is used once per epoch (Souveton et al.'s training). Needs the global
+  // batch to be at most the data set.
+  bool epochs = false;
 };
 
 template <class T>
@@ -75,6 +81,8 @@ class NhfFlow final : public Model<T> {
   void leapfrog(const Vector<T>& params, std::vector<double>& q, std::vector<double>& p, double dt);
 
   const NhfSpec& spec() const { return spec_; }
+  /// The data-set rows (elbo) the samples of `batch` start from, as the loss draws them.
+  std::vector<std::int64_t> minibatch_indices(const BatchRef& batch);
 
   // The implementation. Public only because CUDA forbids extended (device)
   // lambdas in private or protected member functions; not part of the interface.
@@ -92,6 +100,8 @@ class NhfFlow final : public Model<T> {
   void adjoint(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& b, const Rows<T>& a, T dt);
   // Encoder at rows q: μ and σ into mu, sigma (and the raw σ output kept for the reverse).
   void encode(const Vector<T>& params, int n, const Rows<const T>& q, const Rows<T>& mu, const Rows<T>& sigma);
+  // The data-set rows of this rank's samples of `batch` into idx_ (elbo).
+  void select_minibatch(const BatchRef& batch);
   // Encoder reverse: adjoints of μ and σ → parameter gradients.
   void encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_bar,
                       const Rows<T>& sigma_bar);
@@ -106,6 +116,10 @@ class NhfFlow final : public Model<T> {
   ParamSlice mass_;  // fixed kinetic: L (D x D, lower triangle, log diagonal)
   typename Mlp<T>::Workspace wv_, wk_, wmu_, wsig_;
   Matrix<double> data_, zd_;
+  Kokkos::View<std::int64_t*, MemSpace> idx_;     // data-set row of each sample of the batch
+  Kokkos::View<std::int64_t**, MemSpace> order_;  // epochs: the data set's order in epochs order_epoch_, + 1
+  std::int64_t order_epoch_ = -1;
+  std::uint32_t order_seed_ = 0;
   Matrix<T> vrows_, krows_, vadj_, kadj_, vin_, kin_;       // network rows and adjoints
   Matrix<T> q_, p_, gq_, gp_, qs_, phs_, a_, b_, tmp_, mu_v_, sig_v_, eps_, enc_in_;
   Vector<T> e_, e2_;

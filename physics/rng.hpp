@@ -24,6 +24,7 @@ enum class Purpose : std::uint32_t {
   eval = 7,             // evaluation samples
   sample = 8,           // `boltzflow sample`
   dataset = 9,          // training data sets drawn from a target
+  minibatch_order = 10, // the order of a data set in each epoch (epoch minibatches)
   test = 100,           // tests
 };
 

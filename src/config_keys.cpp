@@ -45,6 +45,11 @@ const std::vector<KeyInfo>& config_registry() {
       {"train.dataset_size", K::Int, "5000",
        "elbo: points drawn once from the target's exact sampler; minibatches of train.batch drawn from them", {}, 1,
        1e9},
+      {"train.minibatch", K::Choice, "replacement",
+       "elbo: how minibatches take the data set's points: replacement (each uniformly, with replacement), or "
+       "epochs (a fresh random order of the data set each epoch, every point once per epoch, as Souveton et al. "
+       "train; train.batch at most train.dataset_size)",
+       {"replacement", "epochs"}},
       {"train.snapshot_every", K::Int, "10", "steps between in-memory snapshots a non-finite step rolls back to", {},
        1, 1e12},
       {"train.nan_lr_factor", K::Real, "0.5", "learning-rate factor applied after each non-finite step", {}, 1e-6,

@@ -73,6 +73,10 @@ std::unique_ptr<Model<T>> make_model(Config& cfg, const Distribution& target, in
       s.time = cfg.get_real("model.time");
       s.elbo = loss == "elbo";
       s.dataset_size = static_cast<int>(cfg.get_int("train.dataset_size"));
+      s.epochs = cfg.get_string("train.minibatch") == "epochs";
+      if (s.elbo && s.epochs && cfg.get_int("train.batch") > s.dataset_size)
+        throw InputError("train.minibatch = epochs needs train.batch (" + cfg.raw("train.batch") +
+                         ") at most train.dataset_size (" + cfg.raw("train.dataset_size") + ")");
       return std::make_unique<NhfFlow<T>>(target, make_base(cfg, target.dim()), s, max_batch,
                                           static_cast<std::uint32_t>(cfg.get_int("run.seed")));
     }

@@ -3,6 +3,7 @@
 // discrete adjoint of the leapfrog with HVPs) match finite differences.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -192,4 +193,46 @@ TEST(Nhf, FixedKineticMassMatrixIsSymmetricPositiveDefinite) {
   EXPECT_DOUBLE_EQ(M[1], M[2]);
   EXPECT_GT(M[0], 0);
   EXPECT_GT(M[0] * M[3] - M[1] * M[2], 0);
+}
+
+// Epoch minibatches (train.minibatch = epochs): over the run's consecutive
+// samples every point of the data set comes once per epoch, in an order that
+// changes between epochs; the rows of a batch do not depend on how it is split
+// over ranks, and a fresh model (a resumed run) draws the same ones.
+TEST(Nhf, EpochMinibatchesUseEveryPointOncePerEpochOnAnySplit) {
+  TargetSpec ts;
+  ts.name = "gmm9";
+  auto target = make_target(ts);
+  NhfSpec spec;
+  spec.hidden = {4};
+  spec.steps = 1;
+  spec.dataset_size = 50;
+  spec.epochs = true;
+  auto prior = std::shared_ptr<const Distribution>(GeneralizedGaussian::gaussian(2, 1.5));
+  NhfFlow<double> flow(*target, prior, spec, 16, 9u), fresh(*target, prior, spec, 16, 9u);
+  const int B = 12, N = 50, steps = 13;  // 156 samples: three whole epochs and a part
+  std::vector<std::int64_t> seq;
+  for (int step = 0; step < steps; ++step) {
+    const auto whole = flow.minibatch_indices(BatchRef{5u, step, 0, B, B});
+    // Two ranks: samples [0, 5) and [5, 12) of the batch.
+    auto split = flow.minibatch_indices(BatchRef{5u, step, 0, 5, B});
+    const auto second = flow.minibatch_indices(BatchRef{5u, step, 5, 7, B});
+    split.insert(split.end(), second.begin(), second.end());
+    EXPECT_EQ(split, whole) << "step " << step;
+    seq.insert(seq.end(), whole.begin(), whole.end());
+  }
+  for (int e = 0; e < 3; ++e) {
+    std::vector<std::int64_t> epoch(seq.begin() + e * N, seq.begin() + (e + 1) * N);
+    std::vector<std::int64_t> sorted = epoch;
+    std::sort(sorted.begin(), sorted.end());
+    for (int k = 0; k < N; ++k) ASSERT_EQ(sorted[k], k) << "epoch " << e << ": every point exactly once";
+    if (e > 0) {
+      EXPECT_NE(epoch, std::vector<std::int64_t>(seq.begin() + (e - 1) * N, seq.begin() + e * N));
+    }
+  }
+  // A fresh model at step 7 (a resume) draws what the run drew there.
+  const auto resumed = fresh.minibatch_indices(BatchRef{5u, 7, 0, B, B});
+  EXPECT_EQ(resumed, std::vector<std::int64_t>(seq.begin() + 7 * B, seq.begin() + 8 * B));
+  // Another seed, another order.
+  EXPECT_NE(fresh.minibatch_indices(BatchRef{6u, 0, 0, B, B}), std::vector<std::int64_t>(seq.begin(), seq.begin() + B));
 }

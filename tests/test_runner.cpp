@@ -115,6 +115,30 @@ TEST(Runner, OneAndTwoRanksAgree) {
   }
 }
 
+// An NHF trained on its data set in epochs (train.minibatch = epochs) on 1 and
+// 2 ranks: the same minibatches, so the same losses up to the allreduce's order.
+TEST(Runner, EpochMinibatchesAgreeOnOneAndTwoRanks) {
+  const std::string d = test::temp_dir("epochs");
+  const std::string nhf =
+      " --model.kind nhf --train.loss elbo --target.name gmm9 --model.hidden 8 --model.leapfrog_steps 2"
+      " --model.precision double --train.minibatch epochs --train.dataset_size 100 --train.batch 24"
+      " --train.steps 12 --run.log_every 1 --run.eval_every 0 --eval.samples 256";
+  auto a = run(boltzflow(1) + " train --out " + d + "/np1" + nhf);
+  ASSERT_EQ(a.code, 0) << a.output;
+  auto b = run(boltzflow(2) + " train --out " + d + "/np2" + nhf);
+  ASSERT_EQ(b.code, 0) << b.output;
+  const auto ra = loss_rows(d + "/np1"), rb = loss_rows(d + "/np2");
+  ASSERT_EQ(ra.size(), rb.size());
+  ASSERT_GE(ra.size(), 2u);
+  for (std::size_t i = 0; i < ra.size(); ++i)
+    EXPECT_LE(std::fabs(ra[i].loss - rb[i].loss), 1e-10 * std::fabs(ra[i].loss)) << "step " << ra[i].step;
+  auto bad = run(boltzflow() + " train --out " + d + "/big" + nhf + " --train.batch 101");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("train.minibatch = epochs needs train.batch (101) at most train.dataset_size (100)"),
+            std::string::npos)
+      << bad.output;
+}
+
 TEST(Runner, ResumeIsBitwiseExact) {
   const std::string d = test::temp_dir("resume");
   auto full = train(2, d + "/full", "--train.steps 40");
