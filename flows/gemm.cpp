@@ -337,7 +337,9 @@ void gemm_blas(const char* ta, const char* tb, T alpha, const Rows<const T>& a, 
 }
 #endif
 
+#ifdef BOLTZFLOW_HOST_ONLY
 constexpr bool kHostMemory = std::is_same<MemSpace, Kokkos::HostSpace>::value;
+#endif
 
 }  // namespace
 

@@ -399,6 +399,19 @@ TEST(Gemm, EveryBackendMatchesAPlainProduct) {
 // free of cancellation (s(1 − s) = e/(1 + e)², e = e^{−|a|}). Exact values
 // below 1e-35 (float) or 1e-300 (double) may come out as 0: vexp flushes to 0
 // below e^{−87} (float) and e^{−708} (double) rather than return subnormals.
+// σ, σ', σ'' at x into the columns of out, in a device kernel (a function of
+// its own: CUDA allows no device lambda inside a generic lambda).
+template <Activation A, class T>
+void activations_on_device(const Vector<T>& x, const Matrix<T>& out, int n) {
+  Kokkos::parallel_for(
+      "test_activation", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        T d1, d2;
+        out(i, 0) = activate_fixed<A, T>(x(i), d1, d2);
+        out(i, 1) = d1;
+        out(i, 2) = d2;
+      });
+}
+
 template <class T>
 void check_activations_against_libm(double max_units) {
   std::vector<double> xs;
@@ -410,16 +423,7 @@ void check_activations_against_libm(double max_units) {
   Matrix<T> out("out", n, 3);
   const double eps = std::numeric_limits<T>::epsilon(), tiny = sizeof(T) == 4 ? 1e-35 : 1e-300;
   for (Activation act : {Activation::softplus, Activation::swish, Activation::tanh}) {
-    with_activation(act, [&](auto a) {
-      constexpr Activation A = decltype(a)::value;
-      Kokkos::parallel_for(
-          "test_activation", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-            T d1, d2;
-            out(i, 0) = activate_fixed<A, T>(x(i), d1, d2);
-            out(i, 1) = d1;
-            out(i, 2) = d2;
-          });
-    });
+    with_activation(act, [&](auto a) { activations_on_device<decltype(a)::value, T>(x, out, n); });
     const auto got = to_host(out);
     double worst[3] = {0, 0, 0}, at[3] = {0, 0, 0};
     for (int i = 0; i < n; ++i) {
