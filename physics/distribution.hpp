@@ -72,6 +72,20 @@ class Distribution {
   virtual std::vector<double> observable_means() const { return {}; }
   virtual std::vector<double> observable_sds() const { return {}; }
 
+  /// A histogram of one observable that evaluations report (Máté Fig. 10: φ̄ of
+  /// φ⁴): `bins` equal bins over [lo, hi] of observable `observable` (−1: none),
+  /// and a reference distribution's mass per bin (`reference`, summing to 1 over
+  /// the range; empty if none), named `reference_name`.
+  struct HistogramSpec {
+    int observable = -1;
+    double lo = 0, hi = 0;
+    int bins = 0;
+    std::vector<double> reference;
+    std::string reference_name;
+    double split = 0;  // the two sides whose masses are reported (φ⁴: the barrier between the wells)
+  };
+  virtual HistogramSpec histogram() const { return {}; }
+
   /// log density, -energy - log Z (requires a known log Z).
   void log_density(const ConstMatrix<double>& x, const Vector<double>& out) const;
 

@@ -1,7 +1,12 @@
 #include "physics/metrics.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
 #include <stdexcept>
+#include <string>
 
 namespace bf {
 
@@ -133,6 +138,10 @@ MetricSums merge(const MetricSums& a, const MetricSums& b) {
     r.observables.wo1[k] = fa * a.observables.wo1[k] + fb * b.observables.wo1[k];
     r.observables.wo2[k] = fa * a.observables.wo2[k] + fb * b.observables.wo2[k];
   }
+  for (std::size_t k = 0; k < r.observables.h.size() && k < b.observables.h.size(); ++k) {
+    r.observables.h[k] += b.observables.h[k];
+    r.observables.wh[k] = fa * a.observables.wh[k] + fb * b.observables.wh[k];
+  }
   r.reverse = merge(a.reverse, b.reverse);
   r.has_forward = a.has_forward && b.has_forward;
   r.forward = merge(a.forward, b.forward);
@@ -180,6 +189,20 @@ MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
       s.observables.wo1[c] = b1;
       s.observables.wo2[c] = b2;
     }
+    // The histogram, on host (evaluations hold thousands of samples per chunk).
+    const Distribution::HistogramSpec hs = target.histogram();
+    if (hs.observable >= 0 && hs.observable < static_cast<int>(k) && hs.bins > 0) {
+      s.observables.h.assign(hs.bins + 2, 0.0);
+      s.observables.wh.assign(hs.bins + 2, 0.0);
+      const auto ho = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), o);
+      const auto hw = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lw);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const double v = ho(i, hs.observable);
+        const int b = v < hs.lo ? 0 : (v >= hs.hi ? hs.bins + 1 : 1 + std::min(hs.bins - 1, static_cast<int>((v - hs.lo) / (hs.hi - hs.lo) * hs.bins)));
+        s.observables.h[b] += 1.0;
+        s.observables.wh[b] += std::exp(hw(i) - mx);
+      }
+    }
   }
   return s;
 }
@@ -195,6 +218,49 @@ void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstM
       KOKKOS_LAMBDA(const std::int64_t i) { lv(i) = log_q_at_y(i) + lv(i); });
   sums.has_forward = true;
   sums.forward = log_weight_sums(lv);
+}
+
+std::string HistogramReport::text() const {
+  if (empty()) return "";
+  const int bins = static_cast<int>(flow.size());
+  const double w = (hi - lo) / bins;
+  double fl = flow_below, fr = flow_above, rl = reweighted_below, rr = reweighted_above, el = 0, er = 0;
+  for (int b = 0; b < bins; ++b) {
+    const bool left = lo + (b + 0.5) * w < split;
+    (left ? fl : fr) += flow[b];
+    (left ? rl : rr) += reweighted[b];
+    if (b < static_cast<int>(reference.size())) (left ? el : er) += reference[b];
+  }
+  std::ostringstream os;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s < %.4g / > %.4g: flow %.4f / %.4f, reweighted %.4f / %.4f", observable.c_str(),
+                split, split, fl, fr, rl, rr);
+  os << buf;
+  if (!reference.empty()) {
+    std::snprintf(buf, sizeof buf, ", reference %.4f / %.4f", el, er);
+    os << buf;
+  }
+  os << "\n";
+  // Two bins per line: '#' the flow's fraction, '|' the reference's, on 25 columns.
+  std::vector<double> f, e;
+  double top = 0;
+  for (int b = 0; b < bins; b += 2) {
+    f.push_back(flow[b] + (b + 1 < bins ? flow[b + 1] : 0.0));
+    double r = 0;
+    for (int c = b; c < b + 2 && c < static_cast<int>(reference.size()); ++c) r += reference[c];
+    e.push_back(reference.empty() ? -1.0 : r);
+    top = std::fmax(top, std::fmax(f.back(), e.back()));
+  }
+  for (std::size_t l = 0; l < f.size(); ++l) {
+    const int nf = top > 0 ? static_cast<int>(std::lround(25.0 * f[l] / top)) : 0;
+    const int ne = (top > 0 && e[l] >= 0) ? static_cast<int>(std::lround(25.0 * e[l] / top)) : -1;
+    std::string bar(static_cast<std::size_t>(std::max(nf, ne + 1)), ' ');
+    for (int c = 0; c < nf; ++c) bar[static_cast<std::size_t>(c)] = '#';
+    if (ne >= 0) bar[static_cast<std::size_t>(ne)] = '|';
+    std::snprintf(buf, sizeof buf, "  %8.3f %7.4f  ", lo + 2.0 * static_cast<double>(l) * w, f[l]);
+    os << buf << bar << "\n";
+  }
+  return os.str();
 }
 
 Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
@@ -246,7 +312,25 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
 
 Metrics finalize(const MetricSums& sums, const Distribution& target) {
   Metrics m = finalize(sums, target.modes());
+  const Distribution::HistogramSpec hs = target.histogram();
+  const auto& h = sums.observables.h;
+  const auto& wh = sums.observables.wh;
   const auto names = target.observable_names();
+  if (hs.observable >= 0 && static_cast<int>(h.size()) == hs.bins + 2) {
+    HistogramReport& r = m.histogram;
+    r.observable = hs.observable < static_cast<int>(names.size()) ? names[hs.observable] : "o";
+    r.reference_name = hs.reference_name;
+    r.lo = hs.lo;
+    r.hi = hs.hi;
+    r.split = hs.split;
+    r.reference = hs.reference;
+    double n = 0, w = 0;
+    for (std::size_t b = 0; b < h.size(); ++b) n += h[b], w += wh[b];
+    auto frac = [](double x, double t) { return t > 0 ? x / t : std::numeric_limits<double>::quiet_NaN(); };
+    for (int b = 1; b <= hs.bins; ++b) r.flow.push_back(frac(h[b], n)), r.reweighted.push_back(frac(wh[b], w));
+    r.flow_below = frac(h.front(), n), r.flow_above = frac(h.back(), n);
+    r.reweighted_below = frac(wh.front(), w), r.reweighted_above = frac(wh.back(), w);
+  }
   const auto means = target.observable_means(), sds = target.observable_sds();
   for (std::size_t c = 0; c < m.observables.size() && c < names.size(); ++c) {
     m.observables[c].name = names[c];

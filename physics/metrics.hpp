@@ -63,6 +63,9 @@ ModeSums merge(const ModeSums& a, const ModeSums& b);
 /// reverse log-weight sums, rescaled with them).
 struct ObservableSums {
   std::vector<double> o1, o2, wo1, wo2;
+  // The target's histogram (Distribution::histogram), bins + 2 entries:
+  // [0] below lo, [1..bins] the bins, [bins + 1] above hi; counts, and Σ w likewise.
+  std::vector<double> h, wh;
 };
 
 /// Everything one rank contributes to a metric report.
@@ -88,6 +91,19 @@ struct ObservableMoments {
   double exact_mean = std::numeric_limits<double>::quiet_NaN(), exact_sd = std::numeric_limits<double>::quiet_NaN();
 };
 
+/// A histogram of the flow's samples: fractions per bin, raw and
+/// importance-reweighted (self-normalised), with the fractions outside the
+/// range, and the target's reference mass per bin where it has one.
+struct HistogramReport {
+  std::string observable, reference_name;
+  double lo = 0, hi = 0, split = 0;
+  std::vector<double> flow, reweighted, reference;  // per bin
+  double flow_below = 0, flow_above = 0, reweighted_below = 0, reweighted_above = 0;
+  bool empty() const { return flow.empty(); }
+  /// A few lines: the masses on each side of `split`, then the bins as text bars.
+  std::string text() const;
+};
+
 struct Metrics {
   std::int64_t samples = 0;
   double reverse_kl = 0, reverse_ess = 0, log_z = 0, log_z_stderr = 0;
@@ -99,6 +115,7 @@ struct Metrics {
   std::vector<double> mode_fractions, mode_weights;
   double mode_coverage_tv = 0;
   std::vector<ObservableMoments> observables;
+  HistogramReport histogram;
 };
 Metrics finalize(const MetricSums& sums, const ModeSet& modes);
 /// finalize, with the target's observables named and their exact moments.

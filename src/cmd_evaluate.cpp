@@ -1,4 +1,4 @@
-// boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE]
+// boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE] [--histogram FILE.h5]
 //                    --runs GLOB... --table FILE.csv [--group-by KEY,...]
 #include <glob.h>
 
@@ -331,6 +331,8 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
       "eval.samples", po::value<std::string>(), "global number of samples (default: the run's eval.samples)")(
       "eval.batch", po::value<std::string>(), "samples per rank evaluated at once")(
       "json", po::value<std::string>(), "write the metrics (global and per rank) to this JSON file")(
+      "histogram", po::value<std::string>(),
+      "write the target's histogram (phi4: the mean field against Eq. 21) to this HDF5 file")(
       "runs", po::value<std::vector<std::string>>()->multitoken(),
       "batch evaluation: run directories or glob patterns ('runs/*'), one row each in --table")(
       "table", po::value<std::string>(), "batch evaluation: CSV file to write (an HDF5 table beside it)")(
@@ -340,7 +342,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
       "FILE.groups.csv");
   const auto vm = parse_command_line(args, desc, "evaluate");
   if (vm.count("help")) {
-    print_root(env, help_text("boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE]\n"
+    print_root(env, help_text("boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE] [--histogram FILE.h5]\n"
                               "       boltzflow evaluate --runs 'GLOB' [...] --table FILE.csv [--group-by KEY,...] [--eval.samples N]",
                               "Evaluates a trained flow: reverse KL and ESS, log Z with its standard error, "
                               "forward KL and ESS where the target has exact samples, Hausdorff distance to the "
@@ -350,8 +352,8 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   }
   if (vm.count("runs") || vm.count("table")) {
     if (!vm.count("runs") || !vm.count("table")) throw InputError("batch evaluation needs both --runs and --table");
-    if (vm.count("run") || vm.count("checkpoint") || vm.count("json"))
-      throw InputError("--runs/--table cannot be combined with --run, --checkpoint or --json");
+    if (vm.count("run") || vm.count("checkpoint") || vm.count("json") || vm.count("histogram"))
+      throw InputError("--runs/--table cannot be combined with --run, --checkpoint, --json or --histogram");
   } else if (vm.count("group-by")) {
     throw InputError("--group-by groups a batch evaluation: it needs --runs and --table");
   }
@@ -362,7 +364,14 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
     throw InputError("evaluate needs exactly one of --run DIR or --checkpoint FILE (or --runs and --table)");
   const std::string path =
       vm.count("run") ? RunPaths{vm["run"].as<std::string>()}.checkpoint() : vm["checkpoint"].as<std::string>();
+  if (vm.count("histogram"))
+    root_agreed(env, [&] {
+      if (file_exists(vm["histogram"].as<std::string>()))
+        throw InputError("--histogram '" + vm["histogram"].as<std::string>() + "' exists; it is not overwritten");
+    });
   LoadedRun run = load_run(env, path);
+  if (vm.count("histogram") && run.target->histogram().observable < 0)
+    throw InputError("--histogram: target '" + run.target->name() + "' defines no histogram");
   if (vm.count("eval.samples")) run.cfg.set("eval.samples", vm["eval.samples"].as<std::string>(), "--eval.samples");
   if (vm.count("eval.batch")) run.cfg.set("eval.batch", vm["eval.batch"].as<std::string>(), "--eval.batch");
   const long long samples = run.cfg.get_int("eval.samples");
@@ -382,6 +391,13 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   os << metrics_table_row("all", ev.global);
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
+  if (!ev.global.histogram.empty())
+    os << "\nhistogram ('#' the flow's samples, '|' " << ev.global.histogram.reference_name << "):\n"
+       << ev.global.histogram.text();
+  if (vm.count("histogram")) {
+    write_histogram(ev.global.histogram, vm["histogram"].as<std::string>());
+    os << "histogram written to " << vm["histogram"].as<std::string>() << "\n";
+  }
   std::cout << os.str() << std::flush;
   if (vm.count("json")) {
     Json j = to_json(ev.global);

@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "src/hdf5_util.hpp"
 #include "src/metrics_mpi.hpp"
+
+#include <cstdio>
+#include <stdexcept>
 
 namespace bf {
 
@@ -43,6 +47,26 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   ev.global = finalize(allreduce(local, env.comm()), target);
   for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target));
   return ev;
+}
+
+void write_histogram(const HistogramReport& h, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    h5::Handle f = h5::create_file(tmp);
+    h5::write_string(f, "format", "boltzflow-histogram");
+    h5::write_string(f, "observable", h.observable);
+    h5::write_string(f, "reference_name", h.reference_name);
+    std::vector<double> edges;
+    const int bins = static_cast<int>(h.flow.size());
+    for (int b = 0; b <= bins; ++b) edges.push_back(h.lo + (h.hi - h.lo) * b / bins);
+    h5::write_array(f, "edges", edges, false);
+    h5::write_array(f, "flow", h.flow, false);
+    h5::write_array(f, "reweighted", h.reweighted, false);
+    h5::write_array(f, "reference", h.reference, false);
+    h5::write_array(f, "below", {h.flow_below, h.reweighted_below}, false);
+    h5::write_array(f, "above", {h.flow_above, h.reweighted_above}, false);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp);
 }
 
 template Evaluation evaluate_model<float>(const Environment&, Model<float>&, const Vector<float>&,

@@ -26,4 +26,9 @@ template <class T>
 Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
                           const Distribution& target, std::uint32_t seed, long long samples, bool forward);
 
+/// Writes a histogram report as HDF5 (/edges [bins + 1], /flow, /reweighted,
+/// /reference per bin, /below and /above [flow, reweighted], /observable and
+/// /reference_name), through a temporary file renamed into place.
+void write_histogram(const HistogramReport& h, const std::string& path);
+
 }  // namespace bf

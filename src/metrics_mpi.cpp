@@ -18,6 +18,8 @@ std::vector<double> pack(const MetricSums& s) {
   const auto& o = s.observables;
   v.push_back(static_cast<double>(o.o1.size()));
   for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
+  v.push_back(static_cast<double>(o.h.size()));
+  for (const auto* a : {&o.h, &o.wh}) v.insert(v.end(), a->begin(), a->end());
   return v;
 }
 
@@ -36,6 +38,10 @@ MetricSums unpack(const double* v) {
   o.o2.assign(ob + 1 + m, ob + 1 + 2 * m);
   o.wo1.assign(ob + 1 + 2 * m, ob + 1 + 3 * m);
   o.wo2.assign(ob + 1 + 3 * m, ob + 1 + 4 * m);
+  const double* hb = ob + 1 + 4 * m;
+  const std::size_t nb = static_cast<std::size_t>(hb[0]);
+  o.h.assign(hb + 1, hb + 1 + nb);
+  o.wh.assign(hb + 1 + nb, hb + 1 + 2 * nb);
   return s;
 }
 
@@ -77,12 +83,17 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
     ob.insert(ob.end(), local.observables.o2.begin(), local.observables.o2.end());
     for (double v : local.observables.wo1) ob.push_back(v * obs_factor);
     for (double v : local.observables.wo2) ob.push_back(v * obs_factor);
+    const std::size_t nb = local.observables.h.size();  // the same on every rank (the target's)
+    ob.insert(ob.end(), local.observables.h.begin(), local.observables.h.end());
+    for (double v : local.observables.wh) ob.push_back(v * obs_factor);
     std::vector<double> gob(ob.size());
     MPI_Allreduce(ob.data(), gob.data(), static_cast<int>(ob.size()), MPI_DOUBLE, MPI_SUM, comm);
     g.observables.o1.assign(gob.begin(), gob.begin() + m);
     g.observables.o2.assign(gob.begin() + m, gob.begin() + 2 * m);
     g.observables.wo1.assign(gob.begin() + 2 * m, gob.begin() + 3 * m);
     g.observables.wo2.assign(gob.begin() + 3 * m, gob.begin() + 4 * m);
+    g.observables.h.assign(gob.begin() + 4 * m, gob.begin() + 4 * m + nb);
+    g.observables.wh.assign(gob.begin() + 4 * m + nb, gob.begin() + 4 * m + 2 * nb);
   }
   return g;
 }

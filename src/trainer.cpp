@@ -307,9 +307,14 @@ class Trainer {
     final_done_ = true;
     write_checkpoint_now(steps_);
     // NHF on a 2-D target: the learned potential against the modes.
-    std::string potential;
+    std::string potential, histogram;
     root_agreed(env_, [&] {
       potential = write_potential_map<T>(*model_, params_, *target_, paths_.dir + "/potential.h5").text();
+      // The target's histogram (φ⁴: the mean field against Eq. 21), as HDF5 in the run directory.
+      if (!last_eval_.histogram.empty()) {
+        histogram = paths_.dir + "/" + last_eval_.histogram.observable + ".h5";
+        write_histogram(last_eval_.histogram, histogram);
+      }
     });
     if (env_.root()) {
       if (tty) std::cout << "\n";
@@ -328,6 +333,9 @@ class Trainer {
       std::cout << "\n";
       if (!last_eval_.observables.empty()) std::cout << "  observables:\n" << observables_text(last_eval_);
       if (!potential.empty()) std::cout << "  " << potential << " (" << paths_.dir << "/potential.h5)\n";
+      if (!histogram.empty())
+        std::cout << "  histogram (" << histogram << "; '|' " << last_eval_.histogram.reference_name << "):\n  "
+                  << last_eval_.histogram.text();
       std::cout << "  run directory: " << paths_.dir << "\n" << std::flush;
     }
     return kExitOk;

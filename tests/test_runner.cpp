@@ -379,6 +379,64 @@ TEST(Runner, EvaluateGroupsRunsOverSeeds) {
   EXPECT_EQ(test::read_file(d + "/t.groups.csv"), before);
 }
 
+// The φ̄ histogram of a φ⁴ evaluation (Máté Fig. 10): the flow's fractions
+// on either side of the barrier are its mode fractions (counted independently
+// by mode assignment), 1 and 2 ranks give the same histogram, and the Eq. 21
+// reference is the constant-field density integrated per bin (recomputed here
+// by a midpoint rule on a fine grid).
+TEST(Runner, Phi4MeanFieldHistogramMatchesModesRanksAndEq21) {
+  const std::string d = test::temp_dir("histogram");
+  auto t = run(boltzflow(2) + " train --out " + d + "/run" + kSmallPhi4 + " --target.m 1 --train.steps 30 --run.progress plain");
+  ASSERT_EQ(t.code, 0) << t.output;
+  EXPECT_NE(t.output.find("histogram (" + d + "/run/mean_field.h5"), std::string::npos) << t.output;
+  for (int ranks : {1, 2}) {
+    const std::string h = d + "/h" + std::to_string(ranks) + ".h5", j = d + "/e" + std::to_string(ranks) + ".json";
+    auto e = run(boltzflow(ranks) + " evaluate --run " + d + "/run --eval.samples 3001 --histogram " + h + " --json " + j);
+    ASSERT_EQ(e.code, 0) << e.output;
+  }
+  h5::Handle f1 = h5::open_file(d + "/h1.h5"), f2 = h5::open_file(d + "/h2.h5");
+  const auto flow = h5::read_array(f1, "flow"), edges = h5::read_array(f1, "edges"), ref = h5::read_array(f1, "reference");
+  const auto below = h5::read_array(f1, "below"), above = h5::read_array(f1, "above");
+  EXPECT_EQ(flow, h5::read_array(f2, "flow")) << "same samples on 1 and 2 ranks, same counts";
+  const auto rw1 = h5::read_array(f1, "reweighted"), rw2 = h5::read_array(f2, "reweighted");
+  for (std::size_t b = 0; b < rw1.size(); ++b) EXPECT_NEAR(rw1[b], rw2[b], 1e-12) << b;
+  const std::size_t bins = flow.size();
+  ASSERT_EQ(bins % 2, 0u);
+  ASSERT_EQ(edges.size(), bins + 1);
+  double left = below[0], total = below[0] + above[0], rsum = 0;
+  for (std::size_t b = 0; b < bins; ++b) {
+    if (b < bins / 2) left += flow[b];
+    total += flow[b];
+    rsum += ref[b];
+  }
+  EXPECT_NEAR(total, 1.0, 1e-12);
+  EXPECT_NEAR(rsum, 1.0, 1e-12);
+  const Json m = Json::parse(test::read_file(d + "/e1.json"));
+  EXPECT_NEAR(left, m.at("mode_fractions").at(0).number(), 1e-12) << "mass below the barrier = mode 0's fraction";
+  // Eq. 21 at this run's N = 16, m = 1 and the preset's λ = 1/16, α = 0.01:
+  // density ∝ exp(−N u(φ̄)), u(x) = −m x² + λ (x − α)⁴, normalised over the histogram's range.
+  const double N = 16, mm = 1.0, lam = 0.0625, al = 0.01;
+  auto dens = [&](double x) { return std::exp(-N * (-mm * x * x + lam * std::pow(x - al, 4)) - 100.0); };
+  std::vector<double> want(bins, 0.0);
+  double z = 0;
+  for (std::size_t b = 0; b < bins; ++b) {
+    const int k = 4000;
+    const double w = (edges[b + 1] - edges[b]) / k;
+    for (int i = 0; i < k; ++i) want[b] += dens(edges[b] + (i + 0.5) * w) * w;
+    z += want[b];
+  }
+  for (std::size_t b = 0; b < bins; ++b) EXPECT_NEAR(ref[b], want[b] / z, 1e-7) << "bin " << b;
+  // Refused: an existing file, a target without a histogram.
+  auto again = run(boltzflow() + " evaluate --run " + d + "/run --histogram " + d + "/h1.h5");
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.output.find("h1.h5' exists"), std::string::npos) << again.output;
+  auto gmm = train(1, d + "/gmm", "--train.steps 5");
+  ASSERT_EQ(gmm.code, 0) << gmm.output;
+  auto none = run(boltzflow() + " evaluate --run " + d + "/gmm --histogram " + d + "/none.h5");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.output.find("defines no histogram"), std::string::npos) << none.output;
+}
+
 TEST(Runner, FilesAreReadableByStandardTools) {
   const std::string d = test::temp_dir("tools");
   auto r = train(2, d + "/run", "--train.steps 12");
