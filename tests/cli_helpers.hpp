@@ -1,12 +1,17 @@
 // Running the real boltzflow program from tests (never a mock).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace bf::test {
 
@@ -42,11 +47,31 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-/// A fresh temporary directory.
+/// The temporary directories of this test program: removed at exit when every
+/// test passed (kept for a look when one failed, or with BOLTZFLOW_KEEP_TEST_DIRS set).
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    const ::testing::UnitTest* u = ::testing::UnitTest::GetInstance();
+    if (!u || !u->Passed() || std::getenv("BOLTZFLOW_KEEP_TEST_DIRS")) return;
+    for (const auto& d : dirs) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+};
+inline TempDirs& temp_dirs() {
+  static TempDirs t;
+  return t;
+}
+
+/// A fresh temporary directory (see TempDirs).
 inline std::string temp_dir(const std::string& tag) {
   std::string tmpl = "/tmp/boltzflow-test-" + tag + "-XXXXXX";
   char* d = mkdtemp(tmpl.data());
-  return d ? std::string(d) : std::string();
+  if (!d) return std::string();
+  temp_dirs().dirs.push_back(d);
+  return d;
 }
 
 }  // namespace bf::test

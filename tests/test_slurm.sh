@@ -15,7 +15,8 @@ export BOLTZFLOW_SLURM_DIR=$work/cluster
 export BOLTZFLOW_SLURM_CTLD_PORT=$((20000 + $$ % 20000)) BOLTZFLOW_SLURM_D_PORT=$((40001 + $$ % 20000))
 export BOLTZFLOW=$bin BOLTZFLOW_HOME=$src
 cluster=$src/jobs/local-cluster.sh
-trap '"$cluster" stop || true' EXIT
+# Stop the cluster; remove the work directory when the test passed (kept for a look otherwise).
+trap 'rc=$?; "$cluster" stop || true; [ "$rc" -eq 0 ] && [ -z "${BOLTZFLOW_KEEP_TEST_DIRS:-}" ] && rm -rf "$work"' EXIT
 "$cluster" start
 eval "$("$cluster" env)"
 cd "$work"
