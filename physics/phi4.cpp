@@ -119,6 +119,33 @@ Phi4::Phi4(const Phi4Params& p) : params_(p) {
     modes_.weights_exact = true;
     modes_.rule = "single well";
   }
+  // The mean-field histogram: 60 bins centred on the barrier (then the middle
+  // bin edge, so the masses on either side are the mode fractions), against
+  // the same Eq. 21 density per bin (Simpson's rule, 32 panels per bin).
+  HistogramSpec& hs = histogram_;
+  hs.observable = 0;
+  hs.bins = 60;
+  const double mid = minima_.size() > 1 ? barrier_ : minima_.front();
+  const double half = std::fmax(0.8 * (minima_.back() - minima_.front()), 1.0);
+  hs.lo = mid - half;
+  hs.hi = mid + half;
+  hs.split = mid;
+  const double v = static_cast<double>(vol);
+  double umin = 0;
+  for (double m : minima_) umin = std::fmin(umin, u(m));
+  const double w = (hs.hi - hs.lo) / hs.bins;
+  constexpr int panels = 32;
+  double total = 0;
+  for (int k = 0; k < hs.bins; ++k) {
+    const double x0 = hs.lo + k * w, dx = w / panels;
+    double s = 0;
+    for (int q = 0; q <= panels; ++q)
+      s += ((q == 0 || q == panels) ? 1.0 : (q % 2 ? 4.0 : 2.0)) * std::exp(-v * (u(x0 + q * dx) - umin));
+    hs.reference.push_back(s * dx / 3.0);
+    total += hs.reference.back();
+  }
+  for (double& r : hs.reference) r /= total;
+  hs.reference_name = "Eq. 21 (constant fields: density of the mean field exp(-V u(phi_bar)))";
 }
 
 void Phi4::assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) const {
@@ -147,40 +174,6 @@ void Phi4::observables(const ConstMatrix<double>& x, const Matrix<double>& o) co
         o(i, 0) = s;
         o(i, 1) = kmath::fabs(s);
       });
-}
-
-Distribution::HistogramSpec Phi4::histogram() const {
-  HistogramSpec h;
-  h.observable = 0;
-  h.bins = 60;
-  // Centred on the barrier, which is then the middle bin edge: the masses on
-  // either side are the mode fractions.
-  const double a = minima_.front(), b = minima_.back();
-  const double mid = minima_.size() > 1 ? barrier_ : 0.5 * (a + b), half = std::fmax(0.8 * (b - a), 1.0);
-  h.lo = mid - half;
-  h.hi = mid + half;
-  // Mass per bin of exp(−V u(x)), by Simpson's rule on 32 panels per bin, shifted by the minimum of V u.
-  const double V = static_cast<double>(kernel_.volume), m2 = kernel_.mu2, l4 = kernel_.lambda4, al = kernel_.alpha;
-  auto vu = [&](double x) { return V * (m2 * x * x + l4 * (x - al) * (x - al) * (x - al) * (x - al)); };
-  double vmin = 0;
-  for (double m : minima_) vmin = std::fmin(vmin, vu(m));
-  const double w = (h.hi - h.lo) / h.bins;
-  constexpr int panels = 32;
-  double total = 0;
-  for (int k = 0; k < h.bins; ++k) {
-    const double x0 = h.lo + k * w, dx = w / panels;
-    double s = 0;
-    for (int p = 0; p <= panels; ++p) {
-      const double c = (p == 0 || p == panels) ? 1.0 : (p % 2 ? 4.0 : 2.0);
-      s += c * std::exp(-(vu(x0 + p * dx) - vmin));
-    }
-    h.reference.push_back(s * dx / 3.0);
-    total += h.reference.back();
-  }
-  for (double& r : h.reference) r /= total;
-  h.split = mid;
-  h.reference_name = "Eq. 21 (constant fields: density of the mean field exp(-V u(phi_bar)))";
-  return h;
 }
 
 std::string Phi4::description() const {

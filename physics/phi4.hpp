@@ -97,7 +97,7 @@ class Phi4 : public KernelDistribution<Phi4Kernel> {
   void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
   /// φ̄ in 60 bins over 1.6 times the wells' span centred on the barrier, against Eq. 21's constant-field
   /// density ∝ exp(−V u(φ̄)) (V sites; u the single-site potential).
-  HistogramSpec histogram() const override;
+  HistogramSpec histogram() const override { return histogram_; }
 
   const Phi4Params& params() const { return params_; }
   double kappa() const { return kernel_.kappa; }
@@ -112,6 +112,7 @@ class Phi4 : public KernelDistribution<Phi4Kernel> {
   Phi4Params params_;
   std::vector<double> minima_;
   double barrier_;
+  HistogramSpec histogram_;  // computed once with the modes
 };
 
 }  // namespace bf
