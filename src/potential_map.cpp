@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <stdexcept>
 
 #include "flows/nhf.hpp"
 #include "src/hdf5_util.hpp"
@@ -12,9 +13,11 @@ namespace bf {
 
 std::string PotentialSummary::text() const {
   if (!written) return "";
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "learned potential V: %d local minima on the grid; %d of %d modes have one within %.2f",
-                minima, modes_with_minimum, modes, radius);
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "learned potential V: %d local minima on the grid (%d of %d modes have one within %.2f), %d local maxima "
+                "(%d of %d modes)",
+                minima, modes_with_minimum, modes, radius, maxima, modes_with_maximum, modes);
   std::string s = buf;
   if (mass_matrix.size() == 4) {
     std::snprintf(buf, sizeof buf, "; mass matrix M = [[%.4g, %.4g], [%.4g, %.4g]]", mass_matrix[0], mass_matrix[1],
@@ -22,6 +25,23 @@ std::string PotentialSummary::text() const {
     s += buf;
   }
   return s;
+}
+
+std::vector<double> grid_extrema(const std::vector<double>& v, const std::vector<double>& xs,
+                                 const std::vector<double>& ys, int sign) {
+  const std::size_t nx = xs.size(), ny = ys.size();
+  if (v.size() != nx * ny) throw std::invalid_argument("grid_extrema: values do not match the grid");
+  std::vector<double> at;
+  for (std::size_t i = 1; i + 1 < nx; ++i)
+    for (std::size_t j = 1; j + 1 < ny; ++j) {
+      const double c = sign * v[i * ny + j];
+      bool strict = true;
+      for (int di = -1; di <= 1 && strict; ++di)
+        for (int dj = -1; dj <= 1 && strict; ++dj)
+          strict = !(di || dj) || sign * v[(i + di) * ny + j + dj] > c;
+      if (strict) at.push_back(xs[i]), at.push_back(ys[j]);
+    }
+  return at;
 }
 
 template <class T>
@@ -47,29 +67,24 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
   for (int i = 0; i < grid; ++i)
     for (int j = 0; j < grid; ++j) pts.push_back(xs[i]), pts.push_back(ys[j]);
   const std::vector<double> v = nhf->potential(params, pts);  // v[i * grid + j] = V(x_i, y_j)
-  std::vector<double> minima;
-  for (int i = 1; i + 1 < grid; ++i)
-    for (int j = 1; j + 1 < grid; ++j) {
-      const double c = v[i * grid + j];
-      bool is_min = true;
-      for (int di = -1; di <= 1 && is_min; ++di)
-        for (int dj = -1; dj <= 1; ++dj)
-          if ((di || dj) && v[(i + di) * grid + j + dj] <= c) {
-            is_min = false;
-            break;
-          }
-      if (is_min) minima.push_back(xs[i]), minima.push_back(ys[j]);
-    }
+  const std::vector<double> minima = grid_extrema(v, xs, ys, +1), maxima = grid_extrema(v, xs, ys, -1);
   out.written = true;
   out.minima = static_cast<int>(minima.size() / 2);
+  out.maxima = static_cast<int>(maxima.size() / 2);
   out.modes = static_cast<int>(means.size());
   out.radius = std::isfinite(min_sep) ? 0.25 * min_sep : 0.5;
-  for (const auto& m : means) {
-    bool found = false;
-    for (std::size_t k = 0; k < minima.size(); k += 2)
-      found = found || std::hypot(minima[k] - m[0], minima[k + 1] - m[1]) <= out.radius;
-    out.modes_with_minimum += found ? 1 : 0;
-  }
+  auto modes_near = [&](const std::vector<double>& at) {
+    int n = 0;
+    for (const auto& m : means) {
+      bool found = false;
+      for (std::size_t k = 0; k < at.size(); k += 2)
+        found = found || std::hypot(at[k] - m[0], at[k + 1] - m[1]) <= out.radius;
+      n += found ? 1 : 0;
+    }
+    return n;
+  };
+  out.modes_with_minimum = modes_near(minima);
+  out.modes_with_maximum = modes_near(maxima);
   out.mass_matrix = nhf->mass_matrix(params);
   std::vector<double> mm;
   for (const auto& m : means) mm.insert(mm.end(), m.begin(), m.end());
@@ -82,6 +97,7 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
     h5::write_array(f, "y", ys, false);
     h5::write_matrix(f, "modes", mm, means.size(), 2);
     h5::write_matrix(f, "minima", minima, minima.size() / 2, 2);
+    h5::write_matrix(f, "maxima", maxima, maxima.size() / 2, 2);
     if (!out.mass_matrix.empty()) h5::write_matrix(f, "mass_matrix", out.mass_matrix, 2, 2);
     h5::write_string(f, "summary", out.text());
   }

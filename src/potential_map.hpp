@@ -1,7 +1,7 @@
 // What the fixed-kinetic NHF paper is about: the learned potential V on a
 // grid, its local minima against the target's modes, and the learned mass
 // matrix. Written as HDF5 (/potential [N x N], /x, /y, /modes, /minima,
-// /mass_matrix) for 2-D targets.
+// /maxima, /mass_matrix) for 2-D targets.
 #pragma once
 
 #include <string>
@@ -15,11 +15,18 @@ struct PotentialSummary {
   bool written = false;
   int minima = 0;             // local minima of V on the grid
   int modes_with_minimum = 0;  // modes with a local minimum within `radius`
+  int maxima = 0;              // local maxima of V on the grid (the MLP kinetic's V may peak at modes)
+  int modes_with_maximum = 0;  // modes with a local maximum within `radius`
   int modes = 0;
   double radius = 0;
   std::vector<double> mass_matrix;  // fixed kinetic
   std::string text() const;
 };
+
+/// Strict local extrema of v[i * ys.size() + j] = V(xs[i], ys[j]) over the 8 neighbours of each interior
+/// point: minima for sign = +1, maxima for sign = -1; returned as (x, y) pairs.
+std::vector<double> grid_extrema(const std::vector<double>& v, const std::vector<double>& xs,
+                                 const std::vector<double>& ys, int sign);
 
 /// For NHF models on 2-D targets: evaluates V and writes `path`; otherwise returns written = false.
 template <class T>

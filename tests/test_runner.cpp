@@ -16,6 +16,7 @@
 #include "src/checkpoint.hpp"
 #include "src/hdf5_util.hpp"
 #include "src/json.hpp"
+#include "src/potential_map.hpp"
 #include "src/run_dir.hpp"
 #include "tests/cli_helpers.hpp"
 
@@ -461,4 +462,32 @@ TEST(Runner, FilesAreReadableByStandardTools) {
   EXPECT_EQ(i.code, 0);
   EXPECT_NE(i.output.find("step            12"), std::string::npos) << i.output;
   EXPECT_NE(i.output.find("[configuration]"), std::string::npos);
+}
+
+// The potential map's extremum finder against a function whose extrema are known in closed form:
+// V = cos(pi x) cos(pi y) on [-2, 2]^2 has interior minima (V = -1) where one coordinate is an even and
+// the other an odd integer, (0, +-1) and (+-1, 0), and maxima (V = 1) at (0, 0) and (+-1, +-1); the
+// saddles at half-integers are neither, and a plateau has no strict extremum.
+TEST(PotentialMap, GridExtremaOfAKnownFunction) {
+  const int n = 81;
+  std::vector<double> xs(n), v(n * n);
+  for (int i = 0; i < n; ++i) xs[i] = -2 + 0.05 * i;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) v[i * n + j] = std::cos(M_PI * xs[i]) * std::cos(M_PI * xs[j]);
+  auto sorted_points = [](const std::vector<double>& at) {
+    std::vector<std::pair<long, long>> p;
+    for (std::size_t k = 0; k < at.size(); k += 2) p.emplace_back(std::lround(at[k]), std::lround(at[k + 1]));
+    std::sort(p.begin(), p.end());
+    return p;
+  };
+  const std::vector<std::pair<long, long>> minima = {{-1, 0}, {0, -1}, {0, 1}, {1, 0}};
+  const std::vector<std::pair<long, long>> maxima = {{-1, -1}, {-1, 1}, {0, 0}, {1, -1}, {1, 1}};
+  const auto mins = bf::grid_extrema(v, xs, xs, +1), maxs = bf::grid_extrema(v, xs, xs, -1);
+  EXPECT_EQ(sorted_points(mins), minima);
+  EXPECT_EQ(sorted_points(maxs), maxima);
+  for (std::size_t k = 0; k < mins.size(); ++k) EXPECT_NEAR(mins[k], std::round(mins[k]), 1e-12);
+  std::fill(v.begin(), v.end(), 1.0);
+  EXPECT_TRUE(bf::grid_extrema(v, xs, xs, +1).empty());
+  EXPECT_TRUE(bf::grid_extrema(v, xs, xs, -1).empty());
+  EXPECT_THROW(bf::grid_extrema(std::vector<double>(5), xs, xs, +1), std::invalid_argument);
 }
