@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "physics/base_distributions.hpp"
 #include "physics/metrics.hpp"
 #include "physics/targets.hpp"
 #include "src/metrics_mpi.hpp"
@@ -178,4 +179,30 @@ TEST(MpiMetrics, ImportanceLogZWithinThreeStandardErrors) {
       }
     }
   }
+}
+
+// Closed forms with non-constant weights: target p = N(0, I_D) (energy |x|²/2, log Z = (D/2) log 2π),
+// proposal q = N(0, s² I_D). Per coordinate, KL(q‖p) = s²/2 − ½ − ln s, KL(p‖q) = ln s + 1/(2s²) − ½,
+// E_q[(p/q)²] = s²/√(2s² − 1) and E_p[(q/p)²] = 1/(s√(2 − s²)), so rev ESS → (√(2s² − 1)/s²)^D and
+// fwd ESS → (s√(2 − s²))^D. s = 1.1 keeps the fourth moments of both weights finite (3/4 < s² < 4/3),
+// so the estimates converge at the n^(-1/2) rate; the tolerances are about five standard errors.
+TEST(MpiMetrics, GaussianProposalMatchesClosedForms) {
+  const int D = 4;
+  const double s = 1.1, s2 = s * s;
+  const long long n = 400000;
+  const auto tgt = GeneralizedGaussian::gaussian(D, 1.0);
+  const auto proposal = GeneralizedGaussian::gaussian(D, s);
+  ASSERT_NEAR(tgt->log_z(), 0.5 * D * std::log(2 * M_PI), 1e-12);
+  const Slice sl = split_range(n, rank(), size());
+  const Metrics m = finalize(allreduce(sums_of_slice(*tgt, *proposal, sl.begin, sl.end, true), MPI_COMM_WORLD),
+                             tgt->modes());
+  const double rev_kl = D * (s2 / 2 - 0.5 - std::log(s)), fwd_kl = D * (std::log(s) + 1 / (2 * s2) - 0.5);
+  const double rev_ess = std::pow(std::sqrt(2 * s2 - 1) / s2, D), fwd_ess = std::pow(s * std::sqrt(2 - s2), D);
+  EXPECT_NEAR(m.reverse_kl + tgt->log_z(), rev_kl, 2.5e-3) << "KL(q||p) = " << rev_kl;
+  EXPECT_NEAR(m.forward_kl - tgt->log_z(), fwd_kl, 2.5e-3) << "KL(p||q) = " << fwd_kl;
+  EXPECT_NEAR(m.reverse_ess, rev_ess, 5e-3);
+  EXPECT_NEAR(m.forward_ess, fwd_ess, 5e-3);
+  EXPECT_NEAR(m.log_z, tgt->log_z(), 5 * m.log_z_stderr);
+  EXPECT_LT(m.log_z_stderr, 2e-3);
+  EXPECT_GT(std::fabs(m.reverse_ess - 1), 0.04) << "the weights are not constant";
 }

@@ -111,6 +111,29 @@ TEST(Samplers, GeneralizedGaussianMoments) {
                  true);
 }
 
+// The generalized Gaussian's normaliser log Z = D log(2σ Γ(1/p)/p) against a midpoint quadrature of
+// exp(−|x/σ|^p) through the class's own energy, at the φ⁴ base (p = 4, σ = 2) and two other powers.
+TEST(Samplers, GeneralizedGaussianNormaliserByQuadrature) {
+  for (const double p : {4.0, 1.5, 3.0}) {
+    const double sigma = p == 4.0 ? 2.0 : 0.8;
+    const GeneralizedGaussian d(1, sigma, p);
+    const int n = 200000;
+    const double lo = -30 * sigma, h = 60 * sigma / n;
+    Matrix<double> x("x", n, 1);
+    auto hx = Kokkos::create_mirror_view(x);
+    for (int i = 0; i < n; ++i) hx(i, 0) = lo + (i + 0.5) * h;
+    Kokkos::deep_copy(x, hx);
+    Vector<double> e("e", n);
+    d.energy(x, e);
+    auto he = Kokkos::create_mirror_view(e);
+    Kokkos::deep_copy(he, e);
+    double z = 0;
+    for (int i = 0; i < n; ++i) z += std::exp(-he(i)) * h;
+    EXPECT_NEAR(std::log(z), d.log_z(), 1e-10) << "p = " << p;
+    EXPECT_NEAR(GeneralizedGaussian(16, sigma, p).log_z(), 16 * std::log(z), 1e-8) << "p = " << p << ", D = 16";
+  }
+}
+
 TEST(Samplers, SoftUniformMoments) {
   const int n = 400000;
   for (double beta : {1.0, 2.5}) {
