@@ -329,3 +329,77 @@ TEST(Cnf, LossTrajectoryIsTheSamplersTrajectory) {
   for (int i = 0; i < 5; ++i)
     for (int j = 0; j < 2; ++j) EXPECT_EQ(start[i * 2 + j], hz[i][j]);
 }
+
+// A closed form that fixes the deformation error's signs, independent of the code's own formula for E.
+// Base N(0, I) (energy |x|²/2), target N(0, s² I) (energy |x|²/(2s²)), linear interpolation (or a
+// trainable one whose g is zero): f_t = a(t)|x|²/2 with a(t) = 1 − t + t/s², a density ∝ e^(−f_t) of
+// variance 1/a(t). With V(x, t) = c x (identity activations, every kernel's MLP the same linear map, so the
+// normalised mixture is that map at every t) and C = 0 (zero weights):
+//   E = ∂_t f + ⟨∇f, V⟩ − ∇·V + C = (a′/2 + a c)|x|² − D c.
+// The exact transport c = −a′/(2a(t)) makes E independent of x, E = D a′/(2a); f_0 and f_1 are the two
+// energies. terms() is checked at single times, and the fused loss that trains on its stored trajectory
+// against this E at every stored point (any c).
+TEST(Cnf, GaussianToGaussianDeformationErrorClosedForm) {
+  const int D = 3, steps = 8, batch = 5;
+  const double s = 1.7, da = 1 / (s * s) - 1;
+  auto a = [&](double t) { return 1 - t + t / (s * s); };
+  const auto target = GeneralizedGaussian::gaussian(D, s);
+  for (bool trainable : {false, true}) {
+    CnfSpec spec;
+    spec.kernels = 2;
+    spec.hidden = {D};
+    spec.g_hidden = {4};
+    spec.c_hidden = {3};
+    spec.activation = Activation::identity;
+    spec.steps = steps;
+    spec.deformation = true;
+    spec.trainable = trainable;
+    spec.time_chunk = 2;
+    CnfFlow<double> flow(*target, GeneralizedGaussian::gaussian(D, 1.0), spec, batch);
+    auto linear_field = [&](double c) {
+      std::vector<double> p(flow.layout().size(), 0.0);
+      for (int k = 0; k < spec.kernels; ++k) {
+        const auto& w0 = flow.layout().slice("V.k" + std::to_string(k) + ".W0");
+        const auto& w1 = flow.layout().slice("V.k" + std::to_string(k) + ".W1");
+        for (int i = 0; i < D; ++i) p[w0.offset + i * (D + 1) + i] = 1.0;  // h = x (t column 0)
+        for (int i = 0; i < D; ++i) p[w1.offset + i * D + i] = c;
+      }
+      return device(p);
+    };
+    const std::string what = trainable ? "trainable (g = 0)" : "linear";
+    TestRng r(31);
+    std::vector<double> x(4 * D);
+    for (double& v : x) v = 1.3 * r.normal();
+    for (double t : {0.0, 0.3, 0.77, 1.0}) {
+      const double c = -da / (2 * a(t));
+      const DeformationTerms T = flow.terms(linear_field(c), x, t);
+      for (int i = 0; i < 4; ++i) {
+        double r2 = 0;
+        for (int j = 0; j < D; ++j) r2 += x[i * D + j] * x[i * D + j];
+        EXPECT_NEAR(T.f[i], a(t) * r2 / 2, 1e-12) << what << " f_t at t = " << t;
+        EXPECT_EQ(T.c[i], 0.0);
+        EXPECT_NEAR(T.div_v[i], D * c, 1e-12) << what;
+        EXPECT_NEAR(T.e[i], D * da / (2 * a(t)), 1e-12) << what << ": the exact transport at t = " << t;
+      }
+    }
+    // The fused loss (the kernel that trains) on its own stored trajectory, for fields that are not the
+    // transport: Σ over samples of the mean over the steps + 1 points of |E| + E².
+    for (double c : {0.4, -0.25}) {
+      const Vector<double> p = linear_field(c);
+      Vector<double> grad("grad", flow.layout().size());
+      const double loss = flow.loss_and_grad(p, grad, BatchRef::one_rank(11, 4, 100, batch), LocalCollective());
+      double want = 0;
+      for (int k = 0; k <= steps; ++k) {
+        const double t = static_cast<double>(k) / steps;
+        const std::vector<double> xk = flow.last_trajectory_point(k);
+        for (int i = 0; i < batch; ++i) {
+          double r2 = 0;
+          for (int j = 0; j < D; ++j) r2 += xk[i * D + j] * xk[i * D + j];
+          const double e = (da / 2 + a(t) * c) * r2 - D * c;
+          want += (std::fabs(e) + e * e) / (steps + 1);
+        }
+      }
+      EXPECT_NEAR(loss, want, 1e-11 * std::fmax(1.0, want)) << what << ", c = " << c;
+    }
+  }
+}
