@@ -16,7 +16,8 @@
 #include "src/model_config.hpp"
 #include "src/hdf5_util.hpp"
 #include "src/run_dir.hpp"
-#include "src/trainer.hpp"
+#include "src/errors.hpp"
+#include "src/mpi_env.hpp"
 
 namespace bf {
 

@@ -9,7 +9,8 @@
 #include "src/loaded_run.hpp"
 #include "src/model_config.hpp"
 #include "src/run_dir.hpp"
-#include "src/trainer.hpp"
+#include "src/errors.hpp"
+#include "src/mpi_env.hpp"
 #include "src/version.hpp"
 
 namespace bf {

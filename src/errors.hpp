@@ -18,4 +18,9 @@ struct InputError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A failure every rank agrees on (printed once, by rank 0). Exit code 1.
+struct RunError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace bf

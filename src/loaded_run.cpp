@@ -1,7 +1,8 @@
 #include "src/loaded_run.hpp"
 
 #include "src/target_config.hpp"
-#include "src/trainer.hpp"
+#include "src/errors.hpp"
+#include "src/mpi_env.hpp"
 
 namespace bf {
 

@@ -12,7 +12,7 @@
 #include "src/commands.hpp"
 #include "src/errors.hpp"
 #include "src/signals.hpp"
-#include "src/trainer.hpp"
+#include "src/mpi_env.hpp"
 #include "src/version.hpp"
 
 namespace bf {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "flows/gemm.hpp"
+#include "src/errors.hpp"
 
 namespace bf {
 
@@ -36,6 +37,29 @@ Slice split_range(long long total, int rank, int size) {
   s.begin = total / size * rank + std::min<long long>(rank, total % size);
   s.end = s.begin + total / size + (rank < total % size ? 1 : 0);
   return s;
+}
+
+void root_agreed(const Environment& env, const std::function<void()>& f) {
+  int code = 0;
+  std::string msg;
+  if (env.root()) {
+    try {
+      f();
+    } catch (const InputError& e) {
+      code = 2;
+      msg = e.what();
+    } catch (const std::exception& e) {
+      code = 1;
+      msg = e.what();
+    }
+  }
+  int len = static_cast<int>(msg.size());
+  int hdr[2] = {code, len};
+  MPI_Bcast(hdr, 2, MPI_INT, 0, env.comm());
+  msg.resize(static_cast<std::size_t>(hdr[1]));
+  if (hdr[1] > 0) MPI_Bcast(msg.data(), hdr[1], MPI_CHAR, 0, env.comm());
+  if (hdr[0] == 2) throw InputError(msg);
+  if (hdr[0] == 1) throw RunError(msg);
 }
 
 }  // namespace bf

@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,5 +37,9 @@ struct Slice {
   long long count() const { return end - begin; }
 };
 Slice split_range(long long total, int rank, int size);
+
+/// Runs f on rank 0; an exception there is re-thrown on every rank
+/// (InputError as InputError, anything else as RunError; src/errors.hpp).
+void root_agreed(const Environment& env, const std::function<void()>& f);
 
 }  // namespace bf

@@ -45,29 +45,6 @@ bool is_resumable_key(const std::string& key) {
   return false;
 }
 
-void root_agreed(const Environment& env, const std::function<void()>& f) {
-  int code = 0;
-  std::string msg;
-  if (env.root()) {
-    try {
-      f();
-    } catch (const InputError& e) {
-      code = 2;
-      msg = e.what();
-    } catch (const std::exception& e) {
-      code = 1;
-      msg = e.what();
-    }
-  }
-  int len = static_cast<int>(msg.size());
-  int hdr[2] = {code, len};
-  MPI_Bcast(hdr, 2, MPI_INT, 0, env.comm());
-  msg.resize(static_cast<std::size_t>(hdr[1]));
-  if (hdr[1] > 0) MPI_Bcast(msg.data(), hdr[1], MPI_CHAR, 0, env.comm());
-  if (hdr[0] == 2) throw InputError(msg);
-  if (hdr[0] == 1) throw RunError(msg);
-}
-
 namespace {
 
 double now_seconds() {

@@ -1,9 +1,6 @@
 // `boltzflow train`: data-parallel training with exact checkpoints.
 #pragma once
 
-#include <functional>
-#include <stdexcept>
-
 #include "src/config.hpp"
 #include "src/mpi_env.hpp"
 
@@ -16,14 +13,5 @@ int run_training(Environment& env, Config cfg, bool resume);
 
 /// Keys that may differ between a run and its resumption.
 bool is_resumable_key(const std::string& key);
-
-/// A failure every rank agrees on (printed once, by rank 0). Exit code 1.
-struct RunError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-/// Runs f on rank 0; an exception there is re-thrown on every rank
-/// (InputError as InputError, anything else as RunError).
-void root_agreed(const Environment& env, const std::function<void()>& f);
 
 }  // namespace bf
