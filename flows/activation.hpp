@@ -1,5 +1,6 @@
 // Smooth activations with their first and second derivatives. The reverse
-// pass of a layer that carries tangents needs σ'' (DESIGN.md), so every
+// pass of a layer that carries tangents needs σ'' (the tangent ḣ = σ'(a) ȧ
+// depends on a through σ'), so every
 // activation here is C² and written with σ, σ', σ'' side by side.
 //   softplus  σ = log(1 + e^a)     σ' = s(a)                 σ'' = s(1 − s)
 //   swish     σ = a s(a)           σ' = s + a s(1 − s)       σ'' = s(1 − s)(2 + a(1 − 2s))

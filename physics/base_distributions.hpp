@@ -1,4 +1,4 @@
-// Base distributions of the flows (PHYSICS.md §2), per coordinate, independent:
+// Base distributions of the flows, per coordinate, independent:
 //   generalized Gaussian  p0(x) ∝ exp(−|x/σ|^p),  log Z = D log(2σ Γ(1/p)/p)
 //                         exact sampling: G ~ Gamma(1/p, 1), x = σ · sign · G^(1/p)
 //   Gaussian N(0, s²)     the generalized Gaussian with p = 2, σ = s√2

@@ -1,4 +1,4 @@
-// Gaussian mixture target (PHYSICS.md §1.1):
+// Gaussian mixture target (Máté & Fleuret Table 1; Souveton et al. Sec. 5):
 //   p(x) = Σ_k w_k N(x; μ_k, s_k² I),  Σ_k w_k = 1, so log Z = 0.
 //   energy(x) = -log Σ_k exp(ℓ_k(x)),  ℓ_k = log w_k - (D/2) log(2π s_k²) - |x - μ_k|² / (2 s_k²)
 //   ∇energy(x) = Σ_k r_k(x) (x - μ_k) / s_k²,   r_k = exp(ℓ_k - logsumexp ℓ)

@@ -1,4 +1,4 @@
-// Sampler metrics (PHYSICS.md §5; Máté Eqs. 14–18), in log space.
+// Sampler metrics (Máté & Fleuret Eqs. 14–18), in log space.
 //
 // On samples x_i ~ q with log q(x_i):  log w_i = −f(x_i) − log q(x_i)
 //   reverse KL (− log Z) = −mean(log w)

@@ -1,4 +1,4 @@
-// φ⁴ theory on a periodic lattice (PHYSICS.md §1.2), in the general form
+// φ⁴ theory on a periodic lattice (Máté & Fleuret Eq. 19), in the general form
 //   S(φ) = Σ_i [ κ Σ_μ (φ_i − φ_{i+μ})² + μ₂ φ_i² + λ₄ (φ_i − α)⁴ ]
 //   ∂S/∂φ_i = 2κ Σ_μ (2φ_i − φ_{i+μ} − φ_{i−μ}) + 2μ₂ φ_i + 4λ₄ (φ_i − α)³
 // over the d directions μ of the lattice (d = 1: Máté's ring).

@@ -1,4 +1,4 @@
-// Type Ia supernova cosmology posterior (PHYSICS.md §1.3; Souveton §6.2).
+// Type Ia supernova cosmology posterior (Souveton et al. Sec. 6.2; JLA data).
 //
 // Flat ΛCDM with the Pen (1999) luminosity-distance fit, JLA binned data:
 //   s³ = (1 − Ω_m)/Ω_m,  η(a) = 2 √(s³+1) [a⁻⁴ − 0.1540 s a⁻³ + 0.4304 s² a⁻² + 0.19097 s³ a⁻¹ + 0.066941 s⁴]^(−1/8)

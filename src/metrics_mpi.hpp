@@ -1,6 +1,6 @@
 // Exact reduction of metric sums across MPI ranks, and their JSON form.
 //
-// Order of the reduction (PHYSICS.md §5): the largest log weight first
+// Order of the reduction (physics/metrics.hpp): the largest log weight first
 // (MPI_MAX), then every rank rescales its sums to it and they are added
 // (MPI_SUM); minimum distances by MPI_MIN; counts as 64-bit integers.
 #pragma once

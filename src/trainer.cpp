@@ -1,5 +1,5 @@
-// The training loop (DESIGN.md: parameters, optimiser, data parallelism;
-// checkpoints). One step s:
+// The training loop (parameters in one flat buffer, Adam, data parallelism
+// over MPI ranks, exact checkpoints). One step s:
 //   1. ranks agree on a pending SIGTERM/SIGUSR1 (allreduce): checkpoint, exit 3;
 //   2. at evaluation steps, the metric suite on θ_s (common random numbers);
 //   3. each rank computes Σ ℓ_i and Σ ∇ℓ_i over its share of the global batch
