@@ -13,7 +13,7 @@
 // weights are 1 by default, the per-batch normalised importance weights of
 // Eq. 9 an option: early in training the normalised weights put nearly all the
 // mass on one to three trajectories of a batch of 256, and with them gmm4 was still
-// not covered after many steps, as the authors' code (w = 1) implies.
+// not covered after many steps (the authors' code uses w = 1).
 //
 // Integrator: fixed-step RK4 on the augmented state (x, log q), N steps of
 // h = 1/N, N + 1 points t_n = n h:

@@ -1,6 +1,7 @@
 // A multilayer perceptron that propagates a value and K tangent directions at
 // once, and its reverse pass: derivatives written by hand, forward tangents for
-// input derivatives and one reverse pass for everything else, no autograd. One layer, h its input, a its pre-activation, dots tangents,
+// input derivatives and one reverse pass for everything else, no autograd.
+// One layer, h its input, a its pre-activation, dots tangents,
 // hats adjoints:
 //   forward   a = W h + b,   ȧ_k = W ḣ_k,   h' = σ(a),   ḣ'_k = σ'(a) ⊙ ȧ_k
 //   reverse   â = σ'(a) ⊙ ĥ' + Σ_k σ''(a) ⊙ ȧ_k ⊙ ḣ̂'_k,     ȧ̂_k = σ'(a) ⊙ ḣ̂'_k

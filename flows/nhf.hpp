@@ -1,4 +1,5 @@
-// Neural Hamiltonian Flows (Toth et al. 2020; Souveton et al. 2024), in phase space (q, p) ∈ R^D × R^D with H(q, p) = V(q) + K(p).
+// Neural Hamiltonian Flows (Toth et al. 2020; Souveton et al. 2024), in phase
+// space (q, p) ∈ R^D × R^D with H(q, p) = V(q) + K(p).
 //
 //   encoder    f(p | q) = N(p; μ(q), diag σ(q)²), μ, σ MLPs (D, H, H, D), σ = softplus(·) > 0
 //   potential  V = MLP (D, H, H, 1), smooth activation

@@ -59,6 +59,19 @@ CnfSetup make(const std::string& target, bool deformation, bool trainable, int s
   return s;
 }
 
+// Parameters that make V(x, t) = A x at every t (identity activations, hidden width D, each kernel's MLP
+// the same linear map, so the normalised time mixture is that map); everything else zero.
+std::vector<double> linear_velocity(const CnfFlow<double>& flow, int kernels, int D, const std::vector<double>& A) {
+  std::vector<double> p(flow.layout().size(), 0.0);
+  for (int k = 0; k < kernels; ++k) {
+    const auto& w0 = flow.layout().slice("V.k" + std::to_string(k) + ".W0");
+    const auto& w1 = flow.layout().slice("V.k" + std::to_string(k) + ".W1");
+    for (int i = 0; i < D; ++i) p[w0.offset + i * (D + 1) + i] = 1.0;  // h = x (t column 0)
+    for (int i = 0; i < D * D; ++i) p[w1.offset + i] = A[i];
+  }
+  return p;
+}
+
 }  // namespace
 
 TEST(Cnf, DeformationErrorPiecesMatchFiniteDifferences) {
@@ -206,15 +219,7 @@ TEST(Cnf, Rk4MatchesTheLinearFieldClosedForm) {
   spec.deformation = false;
   CnfFlow<double> flow(*target, GeneralizedGaussian::gaussian(D, 1.0), spec, 4);
   const double A[2][2] = {{-0.3, 0.8}, {-0.5, 0.2}};
-  std::vector<double> p(flow.layout().size(), 0.0);
-  for (int k = 0; k < 2; ++k) {
-    const auto& w0 = flow.layout().slice("V.k" + std::to_string(k) + ".W0");
-    const auto& w1 = flow.layout().slice("V.k" + std::to_string(k) + ".W1");
-    for (int i = 0; i < D; ++i) p[w0.offset + i * (D + 1) + i] = 1.0;  // h = x (t column 0)
-    for (int i = 0; i < D; ++i)
-      for (int j = 0; j < D; ++j) p[w1.offset + i * D + j] = A[i][j];
-  }
-  const Vector<double> params = device(p);
+  const Vector<double> params = device(linear_velocity(flow, 2, D, {A[0][0], A[0][1], A[1][0], A[1][1]}));
   std::vector<double> x{0.7, -1.1, 2.0, 0.3}, div;
   const std::vector<double> z = x;
   flow.integrate(params, x, div, false);
@@ -333,8 +338,7 @@ TEST(Cnf, LossTrajectoryIsTheSamplersTrajectory) {
 // A closed form that fixes the deformation error's signs, independent of the code's own formula for E.
 // Base N(0, I) (energy |x|²/2), target N(0, s² I) (energy |x|²/(2s²)), linear interpolation (or a
 // trainable one whose g is zero): f_t = a(t)|x|²/2 with a(t) = 1 − t + t/s², a density ∝ e^(−f_t) of
-// variance 1/a(t). With V(x, t) = c x (identity activations, every kernel's MLP the same linear map, so the
-// normalised mixture is that map at every t) and C = 0 (zero weights):
+// variance 1/a(t). With V(x, t) = c x (linear_velocity) and C = 0 (zero weights):
 //   E = ∂_t f + ⟨∇f, V⟩ − ∇·V + C = (a′/2 + a c)|x|² − D c.
 // The exact transport c = −a′/(2a(t)) makes E independent of x, E = D a′/(2a); f_0 and f_1 are the two
 // energies. terms() is checked at single times, and the fused loss that trains on its stored trajectory
@@ -357,14 +361,9 @@ TEST(Cnf, GaussianToGaussianDeformationErrorClosedForm) {
     spec.time_chunk = 2;
     CnfFlow<double> flow(*target, GeneralizedGaussian::gaussian(D, 1.0), spec, batch);
     auto linear_field = [&](double c) {
-      std::vector<double> p(flow.layout().size(), 0.0);
-      for (int k = 0; k < spec.kernels; ++k) {
-        const auto& w0 = flow.layout().slice("V.k" + std::to_string(k) + ".W0");
-        const auto& w1 = flow.layout().slice("V.k" + std::to_string(k) + ".W1");
-        for (int i = 0; i < D; ++i) p[w0.offset + i * (D + 1) + i] = 1.0;  // h = x (t column 0)
-        for (int i = 0; i < D; ++i) p[w1.offset + i * D + i] = c;
-      }
-      return device(p);
+      std::vector<double> A(D * D, 0.0);
+      for (int i = 0; i < D; ++i) A[i * D + i] = c;
+      return device(linear_velocity(flow, spec.kernels, D, A));
     };
     const std::string what = trainable ? "trainable (g = 0)" : "linear";
     TestRng r(31);
