@@ -50,7 +50,7 @@ else()
   message(FATAL_ERROR "KokkosKernels was found but exports neither Kokkos::kokkoskernels nor trilinos_kokkoskernels")
 endif()
 
-# --- MPI, HDF5 (C API), Eigen, Boost, GoogleTest -------------------------------
+# --- MPI, HDF5 (C API), Eigen, Boost, nlohmann-json, GoogleTest ----------------
 find_package(MPI REQUIRED COMPONENTS C CXX)
 
 find_package(HDF5 REQUIRED COMPONENTS C)
@@ -62,6 +62,7 @@ target_compile_definitions(boltzflow_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5
 
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(Boost 1.65 REQUIRED COMPONENTS program_options)
+find_package(nlohmann_json 3.10 REQUIRED)   # Debian: nlohmann-json3-dev
 if(BOLTZFLOW_ENABLE_TESTS)
   find_package(GTest REQUIRED)
 endif()

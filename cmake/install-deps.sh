@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin                              # MPI
   libhdf5-openmpi-dev hdf5-tools                          # HDF5 C API, h5dump
   libeigen3-dev libboost-program-options-dev libgtest-dev
+  nlohmann-json3-dev                                      # JSON (metrics rows, --json reports)
   libopenblas0-pthread libopenblas-dev                    # BLAS behind KokkosBlas::gemm
   librandom123-dev                                        # test oracle for Philox
   slurm-wlm munge                                         # job scripts, tested on a local single-node SLURM

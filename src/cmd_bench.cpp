@@ -377,12 +377,12 @@ int bench_train(Environment& env, const std::vector<std::string>& args) {
                 "  %.4g s/step (median of %d; fastest %.4g, slowest %.4g)  %.4g GFLOP/step  %.4g GFLOP/s per rank\n"
                 "  GEMM %s; best GEMM rate of the core %.4g GFLOP/s (%s, (4352 x 128)(128 x 128), same run); "
                 "ratio %.3f\n",
-                build_description().c_str(), env.size(), j.at("threads_per_rank").integer(),
-                j.at("model").string().c_str(), j.at("parameters").integer(), j.at("precision").string().c_str(),
-                j.at("batch").integer(), j.at("seconds_per_step").number(), steps,
-                j.at("seconds_per_step_min").number(), j.at("seconds_per_step_max").number(),
-                j.at("gflop_per_step").number(), j.at("gflops_per_rank").number(), gemm_backend().c_str(),
-                j.at("reference_gflops").number(), j.at("reference_backend").string().c_str(), j.at("ratio").number());
+                build_description().c_str(), env.size(), j.at("threads_per_rank").get<long long>(),
+                j.at("model").get<std::string>().c_str(), j.at("parameters").get<long long>(), j.at("precision").get<std::string>().c_str(),
+                j.at("batch").get<long long>(), j.at("seconds_per_step").get<double>(), steps,
+                j.at("seconds_per_step_min").get<double>(), j.at("seconds_per_step_max").get<double>(),
+                j.at("gflop_per_step").get<double>(), j.at("gflops_per_rank").get<double>(), gemm_backend().c_str(),
+                j.at("reference_gflops").get<double>(), j.at("reference_backend").get<std::string>().c_str(), j.at("ratio").get<double>());
   print_root(env, buf);
   if (vm.count("json") && env.root()) {
     std::ofstream out(vm["json"].as<std::string>());

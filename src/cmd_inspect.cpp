@@ -2,7 +2,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "src/checkpoint.hpp"
+#include "src/train_state.hpp"
 #include "src/cli.hpp"
 #include "src/commands.hpp"
 #include "src/hdf5_util.hpp"
@@ -38,7 +38,7 @@ int cmd_inspect(Environment& env, const std::vector<std::string>& args) {
   if (!file_exists(path)) throw InputError("'" + path + "' does not exist");
   std::ostringstream os;
   if (is_checkpoint(path)) {
-    const Checkpoint c = read_checkpoint(path);
+    const TrainState c = load_state(path);
     if (vm.count("step")) {
       std::cout << c.step << "\n";
       return kExitOk;
@@ -63,7 +63,7 @@ int cmd_inspect(Environment& env, const std::vector<std::string>& args) {
     for (std::size_t i = rows.size(); i-- > 0;) {
       const Json j = Json::parse(rows[i]);
       if (j.contains("reverse_ess")) {
-        os << "last evaluation (step " << j.at("step").integer() << "): " << j.dump() << "\n";
+        os << "last evaluation (step " << j.at("step").get<long long>() << "): " << j.dump() << "\n";
         break;
       }
     }

@@ -25,7 +25,7 @@ int cmd_train(Environment& env, const std::vector<std::string>& args) {
   Config cfg;
   apply_command_line(cfg, vm);
   if (vm.count("out")) cfg.set("run.out", vm["out"].as<std::string>(), "--out");
-  return run_training(env, cfg, vm.count("resume") > 0);
+  return run_training(env, cfg, vm.count("resume") > 0, FaultPlan::from_environment());
 }
 
 }  // namespace bf

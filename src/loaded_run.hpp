@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "physics/distribution.hpp"
-#include "src/checkpoint.hpp"
+#include "src/train_state.hpp"
 #include "src/config.hpp"
 #include "src/mpi_env.hpp"
 
@@ -13,7 +13,7 @@ namespace bf {
 
 struct LoadedRun {
   std::string path;
-  Checkpoint ckpt;
+  TrainState ckpt;
   Config cfg;
   std::unique_ptr<Distribution> target;
 };

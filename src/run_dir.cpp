@@ -56,7 +56,7 @@ std::string rows_up_to(const std::string& jsonl, std::int64_t max_step) {
     if (line.empty()) continue;
     try {
       const Json j = Json::parse(line);
-      if (j.contains("step") && j.at("step").integer() > max_step) continue;
+      if (j.contains("step") && j.at("step").get<long long>() > max_step) continue;
     } catch (const std::exception&) {
       continue;  // a torn last line from a killed job
     }
@@ -71,7 +71,7 @@ bool has_step_row(const std::string& jsonl, std::int64_t step) {
   while (std::getline(in, line)) {
     try {
       const Json j = Json::parse(line);
-      if (j.contains("step") && j.at("step").integer() == step) return true;
+      if (j.contains("step") && j.at("step").get<long long>() == step) return true;
     } catch (const std::exception&) {
     }
   }

@@ -22,7 +22,6 @@
 #include <iostream>
 #include <sstream>
 
-#include "src/checkpoint.hpp"
 #include "src/collective_mpi.hpp"
 #include "src/evaluation.hpp"
 #include "src/json.hpp"
@@ -32,6 +31,7 @@
 #include "src/run_dir.hpp"
 #include "src/signals.hpp"
 #include "src/target_config.hpp"
+#include "src/train_state.hpp"
 #include "src/version.hpp"
 
 namespace bf {
@@ -58,20 +58,6 @@ std::string utc_now() {
   return buf;
 }
 
-void broadcast_string(const Environment& env, std::string& s) {
-  long long n = static_cast<long long>(s.size());
-  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
-  s.resize(static_cast<std::size_t>(n));
-  if (n > 0) MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, 0, env.comm());
-}
-
-void broadcast_doubles(const Environment& env, std::vector<double>& v) {
-  long long n = static_cast<long long>(v.size());
-  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
-  v.resize(static_cast<std::size_t>(n));
-  if (n > 0) MPI_Bcast(v.data(), static_cast<int>(n), MPI_DOUBLE, 0, env.comm());
-}
-
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
   const long long t = static_cast<long long>(s + 0.5);
@@ -83,16 +69,14 @@ std::string format_duration(double s) {
   return buf;
 }
 
-void add_metrics(Json& row, const Metrics& m) {
-  const Json j = to_json(m);
-  for (const auto& kv : j.items()) row[kv.first] = kv.second;
-}
+void add_metrics(Json& row, const Metrics& m) { row.update(to_json(m)); }
 
 template <class T>
 class Trainer {
  public:
-  Trainer(Environment& env, Config cfg, std::unique_ptr<Distribution> target, const Checkpoint* resume_from)
-      : env_(env), cfg_(std::move(cfg)), target_(std::move(target)), coll_(env.comm()) {
+  Trainer(Environment& env, Config cfg, std::unique_ptr<Distribution> target, const TrainState* resume_from,
+          FaultPlan faults)
+      : env_(env), cfg_(std::move(cfg)), target_(std::move(target)), coll_(env.comm()), faults_(faults) {
     paths_.dir = cfg_.get_string("run.out");
     seed_ = static_cast<std::uint32_t>(cfg_.get_int("run.seed"));
     batch_ = cfg_.get_int("train.batch");
@@ -160,9 +144,6 @@ class Trainer {
     const long long max_retries = cfg_.get_int("train.nan_max_retries");
     const long long stop_at = cfg_.get_int("run.stop_at");
     const double nan_factor = cfg_.get_real("train.nan_lr_factor");
-    const std::string fault = std::getenv("BOLTZFLOW_FAULT_INJECT") ? std::getenv("BOLTZFLOW_FAULT_INJECT") : "";
-    long long fault_step = -1;
-    if (fault.rfind("nan-at-step:", 0) == 0) fault_step = std::stoll(fault.substr(12));
     bool fault_fired = false;
 
     take_snapshot(start_step_);
@@ -208,7 +189,7 @@ class Trainer {
       double loss = local_loss;
       MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, env_.comm());
       loss /= static_cast<double>(batch_);
-      if (s == fault_step && !fault_fired) {
+      if (s == faults_.nan_at_step && !fault_fired) {
         loss = std::nan("");
         fault_fired = true;
       }
@@ -388,7 +369,7 @@ class Trainer {
   }
 
   void write_checkpoint_now(std::int64_t s) {
-    Checkpoint c;
+    TrainState c;
     Kokkos::fence();
     if (env_.root()) {
       to_host(params_, c.parameters);
@@ -412,10 +393,16 @@ class Trainer {
     c.ranks = env_.size();
     if (env_.root()) metrics_.flush();
     rank_metrics_.flush();
-    root_agreed(env_, [&] { write_checkpoint(paths_.checkpoint(), c); });
+    ++checkpoint_writes_;
+    root_agreed(env_, [&] {
+      save_state(paths_.checkpoint(), c, [&] {
+        if (checkpoint_writes_ == faults_.kill_in_checkpoint_write) std::_Exit(9);  // the .tmp torn, the old file intact
+      });
+    });
   }
 
-  void restore(const Checkpoint& c) {
+  /// `c` is the same on every rank (broadcast_state), so nothing is broadcast here.
+  void restore(const TrainState& c) {
     if (c.layout_signature != model_->layout().signature())
       throw InputError("checkpoint " + paths_.checkpoint() + " was written by a different model (" + c.model_kind +
                        ", parameter layout differs)");
@@ -426,7 +413,6 @@ class Trainer {
     from_host(c.adam_m, adam_->first_moment());
     from_host(c.adam_v, adam_->second_moment());
     adam_->set_steps(c.adam_steps);
-    broadcast_params();
     start_step_ = c.step;
     lr_factor_ = c.lr_factor;
     failures_ = c.consecutive_failures;
@@ -448,6 +434,8 @@ class Trainer {
   Config cfg_;
   std::unique_ptr<Distribution> target_;
   MpiCollective coll_;
+  FaultPlan faults_;
+  long long checkpoint_writes_ = 0;
   RunPaths paths_;
   std::uint32_t seed_ = 0;
   long long batch_ = 0, steps_ = 0;
@@ -467,19 +455,19 @@ class Trainer {
 
 }  // namespace
 
-int run_training(Environment& env, Config cfg, bool resume) {
+int run_training(Environment& env, Config cfg, bool resume, const FaultPlan& faults) {
   // Presets resolved into cfg before anything is compared or written.
   auto target = make_target(cfg);
   const RunPaths paths{cfg.get_string("run.out")};
   if (paths.dir.empty()) throw InputError("run.out: the run directory must not be empty");
-  Checkpoint ckpt;
+  TrainState ckpt;
   std::string cfg_text = cfg.to_ini();
   root_agreed(env, [&] {
     if (resume) {
       if (!file_exists(paths.checkpoint()))
         throw InputError("--resume: there is no checkpoint to resume in '" + paths.dir + "' (" + paths.checkpoint() +
                          " does not exist)");
-      ckpt = read_checkpoint(paths.checkpoint());
+      ckpt = load_state(paths.checkpoint());
       Config stored;
       stored.load_string(ckpt.config, paths.checkpoint() + ":/config");
       std::string bad;
@@ -510,30 +498,15 @@ int run_training(Environment& env, Config cfg, bool resume) {
       make_dirs(paths.dir);
     }
   });
-  broadcast_string(env, cfg_text);
+  // The resolved configuration travels in the state's config field.
+  ckpt.config = cfg_text;
+  broadcast_state(env, ckpt);
   Config resolved;
-  resolved.load_string(cfg_text, "resolved configuration");
-  // Non-root ranks need the checkpoint's buffers and state too.
-  broadcast_doubles(env, ckpt.parameters);
-  broadcast_doubles(env, ckpt.adam_m);
-  broadcast_doubles(env, ckpt.adam_v);
-  broadcast_string(env, ckpt.metrics);
-  broadcast_string(env, ckpt.layout_signature);
-  broadcast_string(env, ckpt.model_kind);
-  long long state[4] = {ckpt.step, ckpt.adam_steps, ckpt.consecutive_failures, static_cast<long long>(ckpt.seed)};
-  double dstate[2] = {ckpt.lr_factor, ckpt.wall_time};
-  MPI_Bcast(state, 4, MPI_LONG_LONG, 0, env.comm());
-  MPI_Bcast(dstate, 2, MPI_DOUBLE, 0, env.comm());
-  ckpt.step = state[0];
-  ckpt.adam_steps = state[1];
-  ckpt.consecutive_failures = state[2];
-  ckpt.seed = static_cast<std::uint32_t>(state[3]);
-  ckpt.lr_factor = dstate[0];
-  ckpt.wall_time = dstate[1];
+  resolved.load_string(ckpt.config, "resolved configuration");
   auto resolved_target = make_target(resolved);
   return with_precision(resolved, [&](auto zero) {
     using T = decltype(zero);
-    Trainer<T> trainer(env, resolved, std::move(resolved_target), resume ? &ckpt : nullptr);
+    Trainer<T> trainer(env, resolved, std::move(resolved_target), resume ? &ckpt : nullptr, faults);
     return trainer.run();
   });
 }

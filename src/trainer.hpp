@@ -2,6 +2,7 @@
 #pragma once
 
 #include "src/config.hpp"
+#include "src/faults.hpp"
 #include "src/mpi_env.hpp"
 
 namespace bf {
@@ -9,7 +10,7 @@ namespace bf {
 /// Runs (or resumes, with `resume`) the training `cfg` describes in the run
 /// directory run.out. Returns the exit code: 0 done, 3 stopped by a signal
 /// after checkpointing, 1 stopped after repeated non-finite steps.
-int run_training(Environment& env, Config cfg, bool resume);
+int run_training(Environment& env, Config cfg, bool resume, const FaultPlan& faults = {});
 
 /// Keys that may differ between a run and its resumption.
 bool is_resumable_key(const std::string& key);

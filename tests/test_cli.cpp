@@ -62,22 +62,22 @@ TEST(Cli, CheckGivesTheSameGlobalMetricsOnOneAndTwoRanks) {
     auto r2 = run(boltzflow(2) + args + b);
     ASSERT_EQ(r2.code, 0) << r2.output;
     const Json j1 = Json::parse(test::read_file(a)), j2 = Json::parse(test::read_file(b));
-    EXPECT_EQ(j1.at("ranks").integer(), 1);
-    EXPECT_EQ(j2.at("ranks").integer(), 2);
+    EXPECT_EQ(j1.at("ranks").get<long long>(), 1);
+    EXPECT_EQ(j2.at("ranks").get<long long>(), 2);
     EXPECT_EQ(j2.at("per_rank").size(), 2u);
-    EXPECT_EQ(j2.at("per_rank").at(0).at("samples").integer() + j2.at("per_rank").at(1).at("samples").integer(),
+    EXPECT_EQ(j2.at("per_rank").at(0).at("samples").get<long long>() + j2.at("per_rank").at(1).at("samples").get<long long>(),
               20001);
     for (const char* key : {"reverse_kl", "reverse_ess", "log_z", "log_z_stderr", "forward_kl", "forward_ess",
                             "hausdorff", "mode_coverage_tv"}) {
-      const double x = j1.at(key).number(), y = j2.at(key).number();
+      const double x = j1.at(key).get<double>(), y = j2.at(key).get<double>();
       EXPECT_LE(std::fabs(x - y), 1e-12 * std::fmax(1.0, std::fabs(x))) << proposal << " " << key;
     }
     if (proposal == "exact") {
-      EXPECT_EQ(j2.at("reverse_ess").number(), 1.0);
-      EXPECT_EQ(j2.at("reverse_kl").number(), 0.0);
-      EXPECT_EQ(j2.at("forward_ess").number(), 1.0);
+      EXPECT_EQ(j2.at("reverse_ess").get<double>(), 1.0);
+      EXPECT_EQ(j2.at("reverse_kl").get<double>(), 0.0);
+      EXPECT_EQ(j2.at("forward_ess").get<double>(), 1.0);
     } else {
-      EXPECT_LT(std::fabs(j2.at("log_z").number()), 3 * j2.at("log_z_stderr").number());
+      EXPECT_LT(std::fabs(j2.at("log_z").get<double>()), 3 * j2.at("log_z_stderr").get<double>());
     }
   }
 }
@@ -91,12 +91,12 @@ TEST(Cli, BenchTrainTimesStepsAndCountsTheirFlops) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("s/step"), std::string::npos) << r.output;
   const Json j = Json::parse(test::read_file(json));
-  EXPECT_EQ(j.at("ranks").integer(), 2);
-  EXPECT_EQ(j.at("steps").integer(), 3);
-  EXPECT_GT(j.at("seconds_per_step").number(), 0.0);
-  EXPECT_LE(j.at("seconds_per_step_min").number(), j.at("seconds_per_step").number());
-  EXPECT_GT(j.at("gflop_per_step").number(), 0.0);
-  EXPECT_GT(j.at("reference_gflops").number(), 0.0);
-  EXPECT_GT(j.at("ratio").number(), 0.0);
-  EXPECT_TRUE(std::isfinite(j.at("last_loss").number()));
+  EXPECT_EQ(j.at("ranks").get<long long>(), 2);
+  EXPECT_EQ(j.at("steps").get<long long>(), 3);
+  EXPECT_GT(j.at("seconds_per_step").get<double>(), 0.0);
+  EXPECT_LE(j.at("seconds_per_step_min").get<double>(), j.at("seconds_per_step").get<double>());
+  EXPECT_GT(j.at("gflop_per_step").get<double>(), 0.0);
+  EXPECT_GT(j.at("reference_gflops").get<double>(), 0.0);
+  EXPECT_GT(j.at("ratio").get<double>(), 0.0);
+  EXPECT_TRUE(std::isfinite(j.at("last_loss").get<double>()));
 }
