@@ -232,10 +232,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
   // Share the list.
   std::string joined;
   for (const auto& d : dirs) joined += d + "\n";
-  long long n = static_cast<long long>(joined.size());
-  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
-  joined.resize(static_cast<std::size_t>(n));
-  MPI_Bcast(joined.data(), static_cast<int>(n), MPI_CHAR, 0, env.comm());
+  broadcast(env, joined);
   dirs.clear();
   std::istringstream in(joined);
   for (std::string d; std::getline(in, d);) dirs.push_back(d);

@@ -62,4 +62,17 @@ void root_agreed(const Environment& env, const std::function<void()>& f) {
   if (hdr[0] == 1) throw RunError(msg);
 }
 
+namespace {
+template <class V>
+void broadcast_sized(const Environment& env, V& v, MPI_Datatype type) {
+  long long n = static_cast<long long>(v.size());
+  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
+  v.resize(static_cast<std::size_t>(n));
+  if (n > 0) MPI_Bcast(v.data(), static_cast<int>(n), type, 0, env.comm());
+}
+}  // namespace
+
+void broadcast(const Environment& env, std::string& s) { broadcast_sized(env, s, MPI_CHAR); }
+void broadcast(const Environment& env, std::vector<double>& v) { broadcast_sized(env, v, MPI_DOUBLE); }
+
 }  // namespace bf

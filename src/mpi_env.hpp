@@ -42,4 +42,8 @@ Slice split_range(long long total, int rank, int size);
 /// (InputError as InputError, anything else as RunError; src/errors.hpp).
 void root_agreed(const Environment& env, const std::function<void()>& f);
 
+/// Collective: every rank leaves with rank 0's value (its size, then its data).
+void broadcast(const Environment& env, std::string& s);
+void broadcast(const Environment& env, std::vector<double>& v);
+
 }  // namespace bf

@@ -134,14 +134,8 @@ void broadcast_state(const Environment& env, TrainState& s) {
       value = v;
     } else if constexpr (std::is_same_v<V, double>) {
       MPI_Bcast(&value, 1, MPI_DOUBLE, 0, env.comm());
-    } else {  // std::vector<double> or std::string: the size, then the data
-      long long n = static_cast<long long>(value.size());
-      MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
-      value.resize(static_cast<std::size_t>(n));
-      using E = typename V::value_type;
-      static_assert(std::is_same_v<E, double> || std::is_same_v<E, char>, "TrainState field broadcast cannot send");
-      if (n > 0) MPI_Bcast(value.data(), static_cast<int>(n), std::is_same_v<E, double> ? MPI_DOUBLE : MPI_CHAR, 0,
-                           env.comm());
+    } else {  // std::vector<double> or std::string
+      broadcast(env, value);
     }
   });
 }
