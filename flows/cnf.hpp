@@ -15,19 +15,13 @@
 // mass on one to three trajectories of a batch of 256, and with them gmm4 was still
 // not covered after many steps (the authors' code uses w = 1).
 //
-// Integrator: fixed-step RK4 on the augmented state (x, log q), N steps of
-// h = 1/N, N + 1 points t_n = n h:
-//   k1 = V(x_n, t_n)             d1 = ∇·V(x_n, t_n)
-//   k2 = V(x_n + h/2 k1, t_n + h/2)   (d2 likewise at the same point)
-//   k3 = V(x_n + h/2 k2, t_n + h/2)
-//   k4 = V(x_n + h k3,   t_n + h)
-//   x_{n+1} = x_n + h/6 (k1 + 2 k2 + 2 k3 + k4),  log q_{n+1} = log q_n − h/6 (d1 + 2 d2 + 2 d3 + d4)
-// The reverse-KL gradient is the exact discrete adjoint of this scheme. Its
-// forward pass evaluates V alone (no divergence) and stores the 4 N stage
-// points (O(N B D) numbers, no network activations); per stage in reverse
-// order the sweep re-runs that stage with the D axis tangents, which gives
-// both the network's cache for its reverse pass and the stage's share of
-// ∫ ∇·V dt, so the loss is known when the sweep ends.
+// Integrator: Rk4 (flows/integrators.hpp) on the augmented state (x, log q),
+// N steps of h = 1/N, N + 1 points t_n = n h, log q_{n+1} = log q_n − ∫∇·V.
+// The reverse-KL gradient is Rk4's exact discrete adjoint. Its forward pass
+// evaluates V alone (no divergence) and stores the 4 N stage points (O(N B D)
+// numbers, no network activations); the adjoint re-runs each stage with the D
+// axis tangents, which gives both the network's context for its reverse pass
+// and the stage's share of ∫ ∇·V dt, so the loss is known when the sweep ends.
 #pragma once
 
 #include <memory>
@@ -36,6 +30,11 @@
 #include "flows/time_mixture.hpp"
 
 namespace bf {
+
+namespace detail {
+template <class T>
+struct CnfImpl;
+}
 
 struct CnfSpec {
   int kernels = 4;
@@ -66,9 +65,9 @@ class CnfFlow final : public Model<T> {
 
   std::string kind() const override { return "cnf"; }
   std::string description() const override;
-  const ParameterLayout& layout() const override { return layout_; }
-  int dim() const override { return dim_; }
-  int max_batch() const override { return max_batch_; }
+  const ParameterLayout& layout() const override;
+  int dim() const override;
+  int max_batch() const override;
   void initialize(const Vector<T>& params, std::uint32_t seed) const override;
 
   double loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& batch,
@@ -93,42 +92,11 @@ class CnfFlow final : public Model<T> {
   /// Host copy of the trajectory point n (0 … steps) of the last deformation-loss call ([count x D]).
   std::vector<double> last_trajectory_point(int n) const;
 
-  const CnfSpec& spec() const { return spec_; }
-
-  // The implementation. Public only because CUDA forbids extended (device)
-  // lambdas in private or protected member functions; not part of the interface.
-  // V (and, with with_div, ∇·V through D axis tangents) at n points, one time each.
-  void eval_velocity(const Vector<T>& params, int n, const Rows<const T>& x, const Span<const T>& t,
-                     const Rows<T>& out_v, const Span<T>& out_div, bool with_div);
-  // RK4 from rows x (n x D) at t0 with step h (negative: backward) for `steps` steps,
-  // accumulating h/6 Σ c_i ∇·V into div_int when with_div; stores the trajectory
-  // points when store_traj and the stage points when store_stages.
-  void rk4(const Vector<T>& params, int n, const Rows<T>& x, const Span<T>& div_int, double t0, double h,
-           bool with_div, bool store_traj, bool store_stages);
-  double deformation_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& weight);
-  double reverse_kl_loss(const Vector<T>& params, const Vector<T>& grad, int n, const Span<const T>& log_q0);
+  const CnfSpec& spec() const;
+  ~CnfFlow() override;
 
  private:
-  const Distribution& target_;
-  std::shared_ptr<const Distribution> base_ptr_;
-  const Distribution& base_;
-  CnfSpec spec_;
-  int dim_, max_batch_, train_batch_ = 0;
-  int last_count_ = 0;
-  ParameterLayout layout_;
-  std::unique_ptr<TimeMixture<T>> v_, g_, c_;
-  typename TimeMixture<T>::Workspace wv_, wg_, wc_;
-  // buffers, sized once (B = max_batch, C = time_chunk)
-  Matrix<double> zd_;                 // base samples [B x D]
-  Matrix<T> x_, xs_, k_, acc_;        // RK4 state, stage point, stage velocity, Σ c_i k_i   [B x D]
-  Matrix<T> traj_;                    // trajectory points [(N + 1) B x D] (deformation loss)
-  Matrix<T> stages_;                  // stage points [4 N B x D] (reverse-KL adjoint)
-  Matrix<T> vrows_, grows_, crows_;   // network input rows [x, t] with tangents
-  Matrix<T> adj_v_, adj_g_, adj_c_;   // network output adjoints
-  Matrix<T> adj_gx_;                  // input adjoints of g's rows (x columns)
-  Matrix<T> grad0_, grad1_;           // ∇f0, ∇f1 [C B x D]
-  Matrix<T> lam_, lam_new_, kbar_, adj_in_;  // discrete adjoint
-  Vector<T> div_, dacc_, divint_, t_, e0_, e1_, w_, lq0_;
+  std::unique_ptr<detail::CnfImpl<T>> m_;  // networks, buffers and kernels (flows/cnf_impl.hpp)
 };
 
 }  // namespace bf

@@ -12,6 +12,7 @@
 // is the value-row input adjoint of that reverse pass: ∂/∂x (u · ∇f) = H u.
 #pragma once
 
+#include "flows/elementwise.hpp"
 #include "flows/mlp.hpp"
 
 namespace bf {
@@ -49,6 +50,50 @@ void scalar_gradient(const Rows<const T>& out, int batch, int dim, int k, const 
         const int j = static_cast<int>(e - i * dim);
         g(i, j) = out(row_of(i, 1 + j, k), 0);
       });
+}
+
+/// ∇E at rows x [n x D] of a scalar network E by reverse mode, into g: a
+/// forward of the value rows, then a reverse pass with output adjoint 1 that
+/// computes input adjoints only (no weight-gradient GEMMs): about two passes
+/// of n rows, against one pass of (1 + D) n rows for D axis tangents.
+/// adj_buf holds n rows of 1 column.
+template <class T, class Net>
+void gradient_by_reverse(const Net& net, typename Net::Workspace& ws, const Vector<T>& params, int n,
+                         const Rows<const T>& x, const Matrix<T>& adj_buf, const Rows<T>& g) {
+  net.forward(params, ws, n, 0, x);
+  const Rows<T> adj = rows_of<T>(adj_buf, 0, n);
+  Kokkos::parallel_for(
+      "bf::unit_adjoint", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { adj(i, 0) = T(1); });
+  net.reverse(params, Vector<T>(), ws, adj, g);
+}
+
+/// hu += c H u and grad += c ∂(u·∇E)/∂θ at rows x, for a scalar network E:
+/// u·∇E(x) is E's tangent output along u, so one forward of [x; u] (one
+/// tangent) and one reverse pass with adjoint c on the tangent output give
+/// both: the parameter gradient, and H u as the value row's input adjoint.
+/// Two rows per sample, whatever D; row_buf, adj_buf and in_buf hold 2 n rows.
+template <class T, class Net>
+void hessian_vector_product(const Net& net, typename Net::Workspace& ws, const Vector<T>& params,
+                            const Vector<T>& grad, int n, int d, T c, const Rows<const T>& x, const Rows<const T>& u,
+                            const Matrix<T>& row_buf, const Matrix<T>& adj_buf, const Matrix<T>& in_buf,
+                            const Rows<T>& hu) {
+  const Rows<T> rows = rows_of<T>(row_buf, 0, 2 * n), adj = rows_of<T>(adj_buf, 0, 2 * n),
+                in = rows_of<T>(in_buf, 0, 2 * n);
+  Kokkos::parallel_for(
+      "bf::hvp_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, 1);
+        for (int j = 0; j < d; ++j) {
+          rows(r0, j) = x(i, j);
+          rows(r0 + 1, j) = u(i, j);
+        }
+        adj(r0, 0) = T(0);
+        adj(r0 + 1, 0) = c;
+      });
+  net.forward(params, ws, n, 1, rows);
+  net.reverse(params, grad, ws, adj, in);
+  for_each_element("bf::hvp", n, d, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    hu(i, j) += in(row_of(i, 0, 1), j);
+  });
 }
 
 }  // namespace bf
