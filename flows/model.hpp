@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "flows/parameters.hpp"
 #include "physics/distribution.hpp"
@@ -46,6 +47,18 @@ struct BatchRef {
   }
 };
 
+/// A learned scalar potential V(x), with the mass matrix of a quadratic
+/// kinetic energy if it has one: what a run maps beside its checkpoint
+/// (the NHF potential, src/potential_map.cpp).
+template <class T>
+struct LearnedPotential {
+  virtual ~LearnedPotential() = default;
+  /// V at n points (rows of dim numbers, host).
+  virtual std::vector<double> potential(const Vector<T>& params, const std::vector<double>& points) = 0;
+  /// M, row-major dim x dim; empty if the kinetic energy is not quadratic.
+  virtual std::vector<double> mass_matrix(const Vector<T>& params) const = 0;
+};
+
 template <class T>
 class Model {
  public:
@@ -75,6 +88,9 @@ class Model {
   /// Whether log q_θ can be evaluated at given points (forward KL/ESS).
   virtual bool has_log_density() const { return false; }
   virtual void log_density(const Vector<T>& params, const ConstMatrix<double>& x, const Vector<double>& log_q);
+
+  /// The model's learned potential, for the artifacts written after training; none by default.
+  virtual LearnedPotential<T>* learned_potential() { return nullptr; }
 };
 
 }  // namespace bf

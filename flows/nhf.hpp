@@ -59,7 +59,7 @@ struct NhfSpec {
 };
 
 template <class T>
-class NhfFlow final : public Model<T> {
+class NhfFlow final : public Model<T>, public LearnedPotential<T> {
  public:
   /// `seed` draws the data set (elbo) from the target's exact sampler.
   NhfFlow(const Distribution& target, std::shared_ptr<const Distribution> prior, const NhfSpec& spec, int max_batch,
@@ -77,12 +77,13 @@ class NhfFlow final : public Model<T> {
   void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first,
               const Matrix<double>& x, const Vector<double>& log_q) override;
 
+  LearnedPotential<T>* learned_potential() override { return this; }
   /// V at n points (rows of D numbers, host), for maps of the learned potential.
-  std::vector<double> potential(const Vector<T>& params, const std::vector<double>& points);
+  std::vector<double> potential(const Vector<T>& params, const std::vector<double>& points) override;
   /// ∇V at n ≤ max_batch points by reverse mode, as the leapfrog takes it (host; for tests).
   std::vector<double> potential_gradient(const Vector<T>& params, const std::vector<double>& points);
   /// The mass matrix M = L Lᵀ (fixed kinetic), row-major D x D; empty for an MLP kinetic energy.
-  std::vector<double> mass_matrix(const Vector<T>& params) const;
+  std::vector<double> mass_matrix(const Vector<T>& params) const override;
   /// Runs the leapfrog on host points (n x D positions and momenta) with dt (sign: direction);
   /// for tests of reversibility and volume preservation.
   void leapfrog(const Vector<T>& params, std::vector<double>& q, std::vector<double>& p, double dt);

@@ -6,7 +6,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "flows/nhf.hpp"
 #include "src/hdf5_util.hpp"
 
 namespace bf {
@@ -48,7 +47,7 @@ template <class T>
 PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, const Distribution& target,
                                      const std::string& path, int grid) {
   PotentialSummary out;
-  auto* nhf = dynamic_cast<NhfFlow<T>*>(&model);
+  LearnedPotential<T>* nhf = model.learned_potential();
   if (!nhf || target.dim() != 2) return out;
   const auto& means = target.modes().means;
   double lo[2] = {1e300, 1e300}, hi[2] = {-1e300, -1e300};

@@ -28,7 +28,8 @@ struct PotentialSummary {
 std::vector<double> grid_extrema(const std::vector<double>& v, const std::vector<double>& xs,
                                  const std::vector<double>& ys, int sign);
 
-/// For NHF models on 2-D targets: evaluates V and writes `path`; otherwise returns written = false.
+/// For models with a learned potential (Model::learned_potential: NHF) on 2-D targets: evaluates V
+/// and writes `path`; otherwise returns written = false.
 template <class T>
 PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, const Distribution& target,
                                      const std::string& path, int grid = 161);

@@ -1,26 +1,24 @@
 // The training loop (parameters in one flat buffer, Adam, data parallelism
 // over MPI ranks, exact checkpoints). One step s:
-//   1. ranks agree on a pending SIGTERM/SIGUSR1 (allreduce): checkpoint, exit 3;
+//   1. stop_policy: run.stop_at, or a pending SIGTERM/SIGUSR1 on any rank
+//      (allreduce): checkpoint, exit 0 or 3;
 //   2. at evaluation steps, the metric suite on θ_s (common random numbers);
-//   3. each rank computes Σ ℓ_i and Σ ∇ℓ_i over its share of the global batch
-//      (noise by global sample index), one MPI_Allreduce over the flat
-//      gradient buffer, division by the global batch;
-//   4. a non-finite loss or gradient rolls back to the last in-memory snapshot
-//      and lowers the learning rate; otherwise one Adam kernel updates θ.
-// Row `step = s` of metrics.jsonl is the loss at θ_s and the learning rate of
-// update s; the checkpoint at step s holds θ_s and rows < s, so a resumed run
-// rewrites nothing and duplicates nothing.
+//   3. train_step: each rank computes Σ ℓ_i and Σ ∇ℓ_i over its share of the
+//      global batch (noise by global sample index), one MPI_Allreduce over the
+//      flat gradient buffer, division by the global batch;
+//   4. a non-finite loss or gradient: roll_back to the last in-memory snapshot
+//      with a lower learning rate; otherwise one Adam kernel updates θ;
+//   5. the RunLog (src/run_log.hpp) writes the rows and the progress.
+// finish() evaluates θ_steps, checkpoints, writes the model's artifacts and
+// prints the summary. Row `step = s` of metrics.jsonl is the loss at θ_s and
+// the learning rate of update s; the checkpoint at step s holds θ_s and rows
+// < s, so a resumed run rewrites nothing and duplicates nothing. Fault
+// injection (tests) comes in as a FaultPlan (src/faults.hpp).
 #include "src/trainer.hpp"
 
-#include <unistd.h>
-
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <iostream>
-#include <sstream>
 
 #include "src/collective_mpi.hpp"
 #include "src/evaluation.hpp"
@@ -29,6 +27,7 @@
 #include "src/model_config.hpp"
 #include "src/potential_map.hpp"
 #include "src/run_dir.hpp"
+#include "src/run_log.hpp"
 #include "src/signals.hpp"
 #include "src/target_config.hpp"
 #include "src/train_state.hpp"
@@ -47,10 +46,6 @@ bool is_resumable_key(const std::string& key) {
 
 namespace {
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
   char buf[32];
@@ -58,26 +53,14 @@ std::string utc_now() {
   return buf;
 }
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "--:--";
-  const long long t = static_cast<long long>(s + 0.5);
-  char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
-  return buf;
-}
-
-void add_metrics(Json& row, const Metrics& m) { row.update(to_json(m)); }
-
 template <class T>
 class Trainer {
  public:
   Trainer(Environment& env, Config cfg, std::unique_ptr<Distribution> target, const TrainState* resume_from,
           FaultPlan faults)
-      : env_(env), cfg_(std::move(cfg)), target_(std::move(target)), coll_(env.comm()), faults_(faults) {
-    paths_.dir = cfg_.get_string("run.out");
+      : env_(env), cfg_(std::move(cfg)), target_(std::move(target)), coll_(env.comm()), faults_(faults),
+        paths_{cfg_.get_string("run.out")},
+        log_(env, paths_, cfg_.get_string("run.progress"), cfg_.get_int("run.log_every")) {
     seed_ = static_cast<std::uint32_t>(cfg_.get_int("run.seed"));
     batch_ = cfg_.get_int("train.batch");
     steps_ = cfg_.get_int("train.steps");
@@ -104,24 +87,22 @@ class Trainer {
     sched_.final_fraction = cfg_.get_real("train.final_lr_fraction");
     sched_.total_steps = steps_;
     sched_.warmup_steps = cfg_.get_int("train.warmup_steps");
+    snap_every_ = cfg_.get_int("train.snapshot_every");
+    nan_factor_ = cfg_.get_real("train.nan_lr_factor");
+    max_retries_ = cfg_.get_int("train.nan_max_retries");
+    stop_at_ = cfg_.get_int("run.stop_at");
 
     if (resume_from) {
       restore(*resume_from);
     } else {
       model_->initialize(params_, seed_);
       broadcast_params();
-      history_.clear();
     }
   }
 
   int run() {
-    const std::string progress = cfg_.get_string("run.progress");
-    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") ||
-                          std::getenv("PMIX_RANK") || std::getenv("SLURM_STEP_ID");
-    const bool tty = env_.root() && (progress == "line" || (progress == "auto" && isatty(STDOUT_FILENO) && !launched));
     if (env_.root()) {
       write_text_atomic(paths_.config(), cfg_.to_ini());
-      metrics_.open(paths_.metrics(), history_);
       std::cout << build_description() << "\n"
                 << "run " << paths_.dir << ": " << (start_step_ > 0 ? "resuming at step " : "starting at step ")
                 << start_step_ << " of " << steps_ << " on " << env_.size() << " rank(s)\n"
@@ -131,7 +112,7 @@ class Trainer {
                 << fmt_num(sched_.lr) << " (" << cfg_.get_string("train.schedule") << ")\n"
                 << std::flush;
     }
-    rank_metrics_.open(paths_.rank_metrics(env_.rank()), rank_history_);
+    log_.open(start_history_, start_rank_history_);
     if (start_step_ == 0) write_checkpoint_now(0);
     if (start_step_ >= steps_ && final_done_) {
       if (env_.root()) std::cout << "run already complete at step " << steps_ << "\n";
@@ -139,132 +120,131 @@ class Trainer {
     }
     const long long eval_every = cfg_.get_int("run.eval_every");
     const long long ckpt_every = cfg_.get_int("run.checkpoint_every");
-    const long long snap_every = cfg_.get_int("train.snapshot_every");
-    const long long log_every = cfg_.get_int("run.log_every");
-    const long long max_retries = cfg_.get_int("train.nan_max_retries");
-    const long long stop_at = cfg_.get_int("run.stop_at");
-    const double nan_factor = cfg_.get_real("train.nan_lr_factor");
-    bool fault_fired = false;
 
     take_snapshot(start_step_);
     segment_start_ = now_seconds();
-    double last_print = 0, rate_t0 = now_seconds();
-    long long rate_s0 = start_step_, recover_until = -1;
+    log_.begin(start_step_);
     std::int64_t s = start_step_;
     while (s < steps_) {
-      if (stop_at > 0 && s >= stop_at) {
-        write_checkpoint_now(s);
-        if (env_.root())
-          std::cout << (tty ? "\n" : "") << "stopped at step " << s << " (run.stop_at); resume with --resume\n"
-                    << std::flush;
-        return kExitOk;
-      }
-      // 1. a stop signal on any rank stops every rank at this boundary.
-      int sig = stop_signal();
-      MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, env_.comm());
-      if (sig) {
-        write_checkpoint_now(s);
-        if (env_.root())
-          std::cout << (tty ? "\n" : "") << "received signal " << sig << ": checkpointed at step " << s
-                    << ", exiting with code 3\n"
-                    << std::flush;
-        return kExitSignal;
-      }
-      if (s % snap_every == 0 && s != snap_step_) take_snapshot(s);
+      if (const int code = stop_policy(s); code >= 0) return code;
+      if (s % snap_every_ == 0 && s != snap_step_) take_snapshot(s);
       Json row = Json::object(), rank_row = Json::object();
       row["step"] = static_cast<long long>(s);
       rank_row["step"] = static_cast<long long>(s);
-      // 2. evaluation of θ_s.
-      if (eval_every > 0 && s % eval_every == 0) evaluate_into(row, rank_row);
-      // 3. the step.
-      Kokkos::deep_copy(grad_, T(0));
-      BatchRef b;
-      b.seed = seed_;
-      b.step = s;
-      b.first = static_cast<std::uint64_t>(mine_.begin);
-      b.count = static_cast<int>(mine_.count());
-      b.global = batch_;
-      const double local_loss = mine_.count() > 0 ? model_->loss_and_grad(params_, grad_, b, coll_) : 0.0;
-      allreduce_grad();
-      double loss = local_loss;
-      MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, env_.comm());
-      loss /= static_cast<double>(batch_);
-      if (s == faults_.nan_at_step && !fault_fired) {
-        loss = std::nan("");
-        fault_fired = true;
-      }
-      const double scale = 1.0 / static_cast<double>(batch_);
-      const double gnorm = Adam<T>::norm(grad_) * scale;
+      if (eval_every > 0 && s % eval_every == 0) evaluate_into(row, rank_row);  // the metrics of θ_s
+      const StepResult r = train_step(s);
       const double lr = sched_.at(s) * lr_factor_;
-      // 4. non-finite: roll back.
-      if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
-        ++failures_;
-        const double old_factor = lr_factor_;
-        lr_factor_ *= nan_factor;
-        Json ev = Json::object();
-        ev["event"] = "nonfinite";
-        ev["at_step"] = static_cast<long long>(s);
-        ev["loss"] = loss;
-        ev["grad_norm"] = gnorm;
-        ev["rolled_back_to"] = static_cast<long long>(snap_step_);
-        ev["lr_factor"] = lr_factor_;
-        ev["consecutive"] = static_cast<long long>(failures_);
-        if (env_.root())
-          std::cout << (tty ? "\n" : "") << "step " << s << ": non-finite " << (std::isfinite(loss) ? "gradient" : "loss")
-                    << "; rolling back to step " << snap_step_ << " and lowering the learning rate by "
-                    << fmt_num(nan_factor) << " (failure " << failures_ << " of at most " << max_retries << ")\n"
-                    << std::flush;
-        if (failures_ > max_retries) {
-          lr_factor_ = old_factor;
-          if (env_.root()) {
-            metrics_.write(ev.dump());
-            metrics_.flush();
-          }
-          throw RunError("stopping after " + std::to_string(failures_) + " consecutive non-finite steps (step " +
-                         std::to_string(s) + "); the last good checkpoint " + paths_.checkpoint() +
-                         " is intact. Lower train.lr or enable train.clip_norm.");
-        }
-        restore_snapshot();
-        rewind_history(snap_step_ - 1, ev);
-        recover_until = s;
-        s = snap_step_;
+      if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+        s = roll_back(s, r);
         continue;
       }
-      adam_->step(params_, grad_, lr, scale, gnorm);
-      if (s > recover_until) failures_ = 0;
+      adam_->step(params_, grad_, lr, 1.0 / static_cast<double>(batch_), r.grad_norm);
+      if (s > recover_until_) failures_ = 0;
       row["time"] = wall_time();
-      row["loss"] = loss;
+      row["loss"] = r.loss;
       row["lr"] = lr;
-      row["grad_norm"] = gnorm;
-      rank_row["loss"] = mine_.count() > 0 ? local_loss / static_cast<double>(mine_.count()) : std::nan("");
-      append_rows(row, rank_row);
+      row["grad_norm"] = r.grad_norm;
+      rank_row["loss"] = mine_.count() > 0 ? r.local_loss / static_cast<double>(mine_.count()) : std::nan("");
+      log_.append(row, rank_row);
       ++s;
       if (s % ckpt_every == 0 && s < steps_) write_checkpoint_now(s);
-      // Progress: a live line on a terminal, plain lines otherwise.
-      if (env_.root()) {
-        const double t = now_seconds();
-        const double rate = (s - rate_s0) / std::max(1e-9, t - rate_t0);
-        if ((tty && t - last_print > 0.25) || (!tty && (s % log_every == 0 || s == steps_))) {
-          char buf[256];
-          std::snprintf(buf, sizeof buf, "step %lld/%lld  loss %.6g  ESS %s  %.3g steps/s  ETA %s", static_cast<long long>(s),
-                        static_cast<long long>(steps_), loss, last_ess_.c_str(), rate,
-                        format_duration((steps_ - s) / rate).c_str());
-          std::cout << (tty ? "\r" : "") << buf << (tty ? "   " : "\n") << std::flush;
-          last_print = t;
-        }
-        if (t - rate_t0 > 30) rate_t0 = t, rate_s0 = s;
-      }
+      log_.progress(s, steps_, r.loss, last_ess_);
     }
-    // The end: evaluate θ_steps, checkpoint.
+    return finish();
+  }
+
+ private:
+  struct StepResult {
+    double local_loss = 0, loss = 0, grad_norm = 0;  // this rank's Σ ℓ_i; the global mean loss and gradient norm
+  };
+
+  /// The step's loss and gradient at θ_s: each rank's Σ ℓ_i and Σ ∇ℓ_i over its
+  /// share of the global batch (noise by global sample index), one allreduce
+  /// over the flat gradient, the global mean and its norm. θ is not updated.
+  StepResult train_step(std::int64_t s) {
+    Kokkos::deep_copy(grad_, T(0));
+    BatchRef b;
+    b.seed = seed_;
+    b.step = s;
+    b.first = static_cast<std::uint64_t>(mine_.begin);
+    b.count = static_cast<int>(mine_.count());
+    b.global = batch_;
+    StepResult r;
+    r.local_loss = mine_.count() > 0 ? model_->loss_and_grad(params_, grad_, b, coll_) : 0.0;
+    allreduce_sum(env_.comm(), grad_, host_grad_);
+    r.loss = r.local_loss;
+    MPI_Allreduce(MPI_IN_PLACE, &r.loss, 1, MPI_DOUBLE, MPI_SUM, env_.comm());
+    r.loss /= static_cast<double>(batch_);
+    if (s == faults_.nan_at_step && !fault_fired_) {
+      r.loss = std::nan("");
+      fault_fired_ = true;
+    }
+    r.grad_norm = Adam<T>::norm(grad_) * (1.0 / static_cast<double>(batch_));
+    return r;
+  }
+
+  /// The stop policy, at the boundary before step s: run.stop_at, or a stop
+  /// signal on any rank (one allreduce, so every rank stops at the same step).
+  /// Checkpoints and returns the exit code, or −1 to go on.
+  int stop_policy(std::int64_t s) {
+    if (stop_at_ > 0 && s >= stop_at_) {
+      write_checkpoint_now(s);
+      log_.note("stopped at step " + std::to_string(s) + " (run.stop_at); resume with --resume");
+      return kExitOk;
+    }
+    int sig = stop_signal();
+    MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, env_.comm());
+    if (sig) {
+      write_checkpoint_now(s);
+      log_.note("received signal " + std::to_string(sig) + ": checkpointed at step " + std::to_string(s) +
+                ", exiting with code 3");
+      return kExitSignal;
+    }
+    return -1;
+  }
+
+  /// The non-finite policy: back to the last in-memory snapshot with a lower
+  /// learning rate (an event row in metrics.jsonl), or, after too many
+  /// consecutive failures, stop with the last checkpoint intact. Returns the step to go on from.
+  std::int64_t roll_back(std::int64_t s, const StepResult& r) {
+    ++failures_;
+    const double old_factor = lr_factor_;
+    lr_factor_ *= nan_factor_;
+    Json ev = Json::object();
+    ev["event"] = "nonfinite";
+    ev["at_step"] = static_cast<long long>(s);
+    ev["loss"] = r.loss;
+    ev["grad_norm"] = r.grad_norm;
+    ev["rolled_back_to"] = static_cast<long long>(snap_step_);
+    ev["lr_factor"] = lr_factor_;
+    ev["consecutive"] = static_cast<long long>(failures_);
+    log_.note("step " + std::to_string(s) + ": non-finite " + (std::isfinite(r.loss) ? "gradient" : "loss") +
+              "; rolling back to step " + std::to_string(snap_step_) + " and lowering the learning rate by " +
+              fmt_num(nan_factor_) + " (failure " + std::to_string(failures_) + " of at most " +
+              std::to_string(max_retries_) + ")");
+    if (failures_ > max_retries_) {
+      lr_factor_ = old_factor;
+      log_.event(ev);
+      throw RunError("stopping after " + std::to_string(failures_) + " consecutive non-finite steps (step " +
+                     std::to_string(s) + "); the last good checkpoint " + paths_.checkpoint() +
+                     " is intact. Lower train.lr or enable train.clip_norm.");
+    }
+    restore_snapshot();
+    log_.rewind(snap_step_ - 1, ev);
+    recover_until_ = s;
+    return snap_step_;
+  }
+
+  /// The end: evaluate θ_steps, checkpoint, the model's artifacts, the summary.
+  int finish() {
     Json row = Json::object(), rank_row = Json::object();
     row["step"] = static_cast<long long>(steps_);
     rank_row["step"] = static_cast<long long>(steps_);
     evaluate_into(row, rank_row);
     row["time"] = wall_time();
-    append_rows(row, rank_row);
+    log_.append(row, rank_row);
     final_done_ = true;
     write_checkpoint_now(steps_);
-    // NHF on a 2-D target: the learned potential against the modes.
     std::string potential, histogram;
     root_agreed(env_, [&] {
       potential = write_potential_map<T>(*model_, params_, *target_, paths_.dir + "/potential.h5").text();
@@ -274,32 +254,14 @@ class Trainer {
         write_histogram(last_eval_.histogram, histogram);
       }
     });
-    if (env_.root()) {
-      if (tty) std::cout << "\n";
-      std::cout << "done: " << steps_ << " steps in " << format_duration(wall_time()) << "; final metrics ("
-                << cfg_.get_int("eval.samples") << " samples):\n"
-                << "  reverse_kl " << fmt_num(last_eval_.reverse_kl) << "  reverse_ess "
-                << fmt_num(last_eval_.reverse_ess) << "  log_z " << fmt_num(last_eval_.log_z) << " +- "
-                << fmt_num(last_eval_.log_z_stderr) << "\n  hausdorff " << fmt_num(last_eval_.hausdorff)
-                << "  mode_coverage_tv " << fmt_num(last_eval_.mode_coverage_tv);
-      if (last_eval_.has_forward)
-        std::cout << "  forward_kl " << fmt_num(last_eval_.forward_kl) << "  forward_ess "
-                  << fmt_num(last_eval_.forward_ess);
-      std::cout << "\n  mode fractions:";
-      for (std::size_t k = 0; k < last_eval_.mode_fractions.size(); ++k)
-        std::cout << " " << fmt_num(std::round(last_eval_.mode_fractions[k] * 1e4) / 1e4);
-      std::cout << "\n";
-      if (!last_eval_.observables.empty()) std::cout << "  observables:\n" << observables_text(last_eval_);
-      if (!potential.empty()) std::cout << "  " << potential << " (" << paths_.dir << "/potential.h5)\n";
-      if (!histogram.empty())
-        std::cout << "  histogram (" << histogram << "; '|' " << last_eval_.histogram.reference_name << "):\n  "
-                  << last_eval_.histogram.text();
-      std::cout << "  run directory: " << paths_.dir << "\n" << std::flush;
-    }
+    log_.end_progress();
+    if (env_.root())
+      std::cout << run_summary(last_eval_, steps_, wall_time(), cfg_.get_int("eval.samples"), potential, histogram,
+                               paths_.dir)
+                << std::flush;
     return kExitOk;
   }
 
- private:
   void broadcast_params() {
     Kokkos::fence();
     Kokkos::deep_copy(host_params_, params_);
@@ -307,38 +269,15 @@ class Trainer {
     Kokkos::deep_copy(params_, host_params_);
   }
 
-  void allreduce_grad() { allreduce_sum(env_.comm(), grad_, host_grad_); }
-
   double wall_time() const { return wall_offset_ + (now_seconds() - segment_start_); }
 
   void evaluate_into(Json& row, Json& rank_row) {
     const Evaluation ev = evaluate_model(env_, *model_, params_, *target_, seed_, cfg_.get_int("eval.samples"),
                                          cfg_.get_bool("eval.forward"));
-    add_metrics(row, ev.global);
-    add_metrics(rank_row, ev.local);
+    row.update(to_json(ev.global));
+    rank_row.update(to_json(ev.local));
     last_eval_ = ev.global;
     last_ess_ = fmt_num(std::round(ev.global.reverse_ess * 1e4) / 1e4);
-  }
-
-  void append_rows(const Json& row, const Json& rank_row) {
-    if (env_.root()) {
-      const std::string line = row.dump();
-      history_ += line + "\n";
-      metrics_.write(line);
-    }
-    const std::string rl = rank_row.dump();
-    rank_history_ += rl + "\n";
-    rank_metrics_.write(rl);
-  }
-
-  /// Drops rows with step > last_step (files and history) and records an event.
-  void rewind_history(std::int64_t last_step, const Json& event) {
-    if (env_.root()) {
-      history_ = rows_up_to(history_, last_step) + event.dump() + "\n";
-      metrics_.open(paths_.metrics(), history_);
-    }
-    rank_history_ = rows_up_to(rank_history_, last_step);
-    rank_metrics_.open(paths_.rank_metrics(env_.rank()), rank_history_);
   }
 
   void take_snapshot(std::int64_t s) {
@@ -349,12 +288,12 @@ class Trainer {
     snap_step_ = s;
   }
 
+  /// Every rank holds the same snapshot (parameters are identical across ranks after every step).
   void restore_snapshot() {
     Kokkos::deep_copy(params_, snap_params_);
     Kokkos::deep_copy(adam_->first_moment(), snap_m_);
     Kokkos::deep_copy(adam_->second_moment(), snap_v_);
     adam_->set_steps(snap_adam_);
-    broadcast_params();
   }
 
   static void to_host(const Vector<T>& d, std::vector<double>& out) {
@@ -383,7 +322,7 @@ class Trainer {
     c.consecutive_failures = failures_;
     c.wall_time = s == start_step_ ? wall_offset_ : wall_time();
     c.config = cfg_.to_ini();
-    c.metrics = history_;
+    c.metrics = log_.history();
     c.program_version = program_version();
     c.backend = kokkos_backend();
     c.precision = cfg_.get_string("model.precision");
@@ -391,8 +330,7 @@ class Trainer {
     c.layout_signature = model_->layout().signature();
     c.created = utc_now();
     c.ranks = env_.size();
-    if (env_.root()) metrics_.flush();
-    rank_metrics_.flush();
+    log_.flush();
     ++checkpoint_writes_;
     root_agreed(env_, [&] {
       save_state(paths_.checkpoint(), c, [&] {
@@ -417,15 +355,15 @@ class Trainer {
     lr_factor_ = c.lr_factor;
     failures_ = c.consecutive_failures;
     wall_offset_ = c.wall_time;
-    history_ = rows_up_to(c.metrics, c.step - 1);
+    start_history_ = rows_up_to(c.metrics, c.step - 1);
     final_done_ = false;
     // A checkpoint at the final step already holds the final evaluation row.
     if (c.step >= steps_) {
-      history_ = rows_up_to(c.metrics, c.step);
+      start_history_ = rows_up_to(c.metrics, c.step);
       final_done_ = has_step_row(c.metrics, c.step);
     }
     // This rank's own rows, cut back to the checkpoint.
-    rank_history_ = file_exists(paths_.rank_metrics(env_.rank()))
+    start_rank_history_ = file_exists(paths_.rank_metrics(env_.rank()))
                         ? rows_up_to(read_text(paths_.rank_metrics(env_.rank())), final_done_ ? c.step : c.step - 1)
                         : std::string();
   }
@@ -435,22 +373,24 @@ class Trainer {
   std::unique_ptr<Distribution> target_;
   MpiCollective coll_;
   FaultPlan faults_;
-  long long checkpoint_writes_ = 0;
   RunPaths paths_;
+  RunLog log_;
+  long long checkpoint_writes_ = 0;
+  bool fault_fired_ = false;
   std::uint32_t seed_ = 0;
-  long long batch_ = 0, steps_ = 0;
+  long long batch_ = 0, steps_ = 0, snap_every_ = 1, max_retries_ = 0, stop_at_ = 0;
+  double nan_factor_ = 0.5;
   Slice mine_;
   std::unique_ptr<Model<T>> model_;
   Vector<T> params_, grad_, snap_params_, snap_m_, snap_v_;
   typename Vector<T>::HostMirror host_params_, host_grad_;
   std::unique_ptr<Adam<T>> adam_;
   LrSchedule sched_;
-  std::int64_t start_step_ = 0, snap_step_ = -1, snap_adam_ = 0, failures_ = 0;
+  std::int64_t start_step_ = 0, snap_step_ = -1, snap_adam_ = 0, failures_ = 0, recover_until_ = -1;
   double lr_factor_ = 1.0, wall_offset_ = 0, segment_start_ = 0;
   bool final_done_ = false;
-  std::string history_, rank_history_, last_ess_ = "-";
+  std::string start_history_, start_rank_history_, last_ess_ = "-";
   Metrics last_eval_;
-  JsonlWriter metrics_, rank_metrics_;
 };
 
 }  // namespace
