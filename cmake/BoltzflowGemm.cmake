@@ -1,4 +1,4 @@
-# The GEMM backend for host memory (flows/gemm.hpp explains the choice).
+# The GEMM backend for host memory (flows/nn/gemm.hpp explains the choice).
 #   BOLTZFLOW_HOST_GEMM = auto   eigen when BOLTZFLOW_NATIVE and the compiler
 #                                targets AVX-512 on this machine, blas otherwise
 #                       = blas   the linked BLAS (Fortran interface; OpenBLAS on Debian)

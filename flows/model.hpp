@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "flows/parameters.hpp"
+#include "flows/nn/parameters.hpp"
 #include "physics/distribution.hpp"
 
 namespace bf {
@@ -49,7 +49,7 @@ struct BatchRef {
 
 /// A learned scalar potential V(x), with the mass matrix of a quadratic
 /// kinetic energy if it has one: what a run maps beside its checkpoint
-/// (the NHF potential, src/potential_map.cpp).
+/// (the NHF potential, src/run/potential_map.cpp).
 template <class T>
 struct LearnedPotential {
   virtual ~LearnedPotential() = default;

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "src/commands.hpp"
+#include "src/commands/commands.hpp"
 #include "src/errors.hpp"
-#include "src/signals.hpp"
-#include "src/mpi_env.hpp"
+#include "src/run/signals.hpp"
+#include "src/io/mpi_env.hpp"
 #include "src/version.hpp"
 
 namespace bf {

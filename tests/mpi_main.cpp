@@ -5,7 +5,7 @@
 
 #include <Kokkos_Core.hpp>
 
-#include "flows/gemm.hpp"
+#include "flows/nn/gemm.hpp"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "src/json.hpp"
+#include "src/io/json.hpp"
 #include "tests/cli_helpers.hpp"
 
 using namespace bf;

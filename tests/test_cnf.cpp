@@ -6,7 +6,7 @@
 #include <cmath>
 #include <functional>
 
-#include "flows/cnf.hpp"
+#include "flows/models/cnf.hpp"
 #include "physics/targets.hpp"
 #include "tests/test_helpers.hpp"
 

@@ -1,7 +1,11 @@
 // The configuration: INI parsing, overrides, validation and its messages.
 #include <gtest/gtest.h>
 
-#include "src/config.hpp"
+#include <set>
+
+#include "src/run/config.hpp"
+#include "src/run/settings.hpp"
+#include "src/run/target_config.hpp"
 
 using namespace bf;
 
@@ -61,4 +65,54 @@ TEST(Config, MalformedAndImpossibleValuesAreRejected) {
   EXPECT_NE(error_of([&] { c.load_string("[run]\nseed = 4\nseed = 5\n", "f"); }).find("set twice"),
             std::string::npos);
   EXPECT_NE(error_of([&] { c.load_file("/nonexistent/boltzflow.ini"); }).find("cannot read"), std::string::npos);
+}
+
+// The typed settings read what the Config holds, unset keys stay unset.
+TEST(Settings, TypedValuesAreTheConfigsValues) {
+  Config c;
+  const Settings d = Settings::from(c);
+  EXPECT_EQ(d.run.seed, 1);
+  EXPECT_EQ(d.train.steps, 1000);
+  EXPECT_DOUBLE_EQ(d.train.lr, 3e-3);
+  EXPECT_EQ(d.model.hidden, (std::vector<long long>{64, 64}));
+  EXPECT_TRUE(d.model.time_input);
+  EXPECT_TRUE(d.model.g_hidden.empty());
+  EXPECT_FALSE(d.target.m.has_value());
+  EXPECT_FALSE(d.target.dim.has_value());
+  c.set("train.lr", "0.01", "test");
+  c.set("target.m", "0.75", "test");
+  c.set("model.hidden", "8, 16, 8", "test");
+  const Settings s = Settings::from(c);
+  EXPECT_DOUBLE_EQ(s.train.lr, 0.01);
+  ASSERT_TRUE(s.target.m.has_value());
+  EXPECT_DOUBLE_EQ(*s.target.m, 0.75);
+  EXPECT_EQ(s.model.hidden, (std::vector<long long>{8, 16, 8}));
+}
+
+// One declaration per key: the registry holds each key once, in section order.
+TEST(Settings, RegistryHasEveryKeyOnceInSectionOrder) {
+  const auto& keys = config_registry();
+  std::set<std::string> seen;
+  std::vector<std::string> sections;
+  for (const auto& k : keys) {
+    EXPECT_TRUE(seen.insert(k.key).second) << k.key << " declared twice";
+    const std::string sec = k.key.substr(0, k.key.find('.'));
+    if (sections.empty() || sections.back() != sec) sections.push_back(sec);
+  }
+  EXPECT_EQ(sections, (std::vector<std::string>{"run", "train", "model", "base", "eval", "target"}));
+}
+
+// Presets are a pure function: the argument is untouched, the result records where the values came from.
+TEST(Settings, PresetsArePure) {
+  Config c;
+  c.set("target.name", "phi4-dw", "test");
+  c.set("target.lambda", "2", "test");
+  const Config r = with_presets(c);
+  EXPECT_FALSE(c.is_set("target.m"));
+  EXPECT_DOUBLE_EQ(r.get_real("target.m"), 3.0);
+  EXPECT_EQ(r.origin("target.m"), "preset phi4-dw");
+  EXPECT_DOUBLE_EQ(r.get_real("target.lambda"), 2.0);  // given values win
+  EXPECT_EQ(r.origin("target.lambda"), "test");
+  const Config g = with_presets(Config());  // gmm4: nothing to resolve
+  EXPECT_TRUE(g.differences(Config()).empty());
 }

@@ -9,9 +9,9 @@
 #include <functional>
 #include <limits>
 
-#include "flows/derivatives.hpp"
-#include "flows/mlp.hpp"
-#include "flows/time_mixture.hpp"
+#include "flows/nn/derivatives.hpp"
+#include "flows/nn/mlp.hpp"
+#include "flows/nn/time_mixture.hpp"
 #include "tests/test_helpers.hpp"
 
 using namespace bf;

@@ -7,7 +7,8 @@
 #include <cmath>
 #include <vector>
 
-#include "flows/integrators.hpp"
+#include "flows/integrators/leapfrog.hpp"
+#include "flows/integrators/rk4.hpp"
 #include "test_helpers.hpp"
 
 using namespace bf;

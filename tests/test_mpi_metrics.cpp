@@ -9,8 +9,8 @@
 #include "physics/base_distributions.hpp"
 #include "physics/metrics.hpp"
 #include "physics/targets.hpp"
-#include "src/metrics_mpi.hpp"
-#include "src/mpi_env.hpp"
+#include "src/io/metrics_mpi.hpp"
+#include "src/io/mpi_env.hpp"
 #include "tests/test_helpers.hpp"
 
 using namespace bf;

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <functional>
 
-#include "flows/nhf.hpp"
+#include "flows/models/nhf.hpp"
 #include "physics/targets.hpp"
 #include "tests/test_helpers.hpp"
 

@@ -13,11 +13,11 @@
 #include <sstream>
 #include <thread>
 
-#include "src/train_state.hpp"
-#include "src/hdf5_util.hpp"
-#include "src/json.hpp"
-#include "src/potential_map.hpp"
-#include "src/run_dir.hpp"
+#include "src/run/train_state.hpp"
+#include "src/io/hdf5_util.hpp"
+#include "src/io/json.hpp"
+#include "src/run/potential_map.hpp"
+#include "src/run/run_dir.hpp"
 #include "tests/cli_helpers.hpp"
 
 using namespace bf;

@@ -1,0 +1,392 @@
+// NhfFlow: construction, the losses through the Leapfrog's adjoint, sampling,
+// and the host diagnostics. The minibatches are in nhf_minibatch.cpp, the
+// Hamiltonian (V, K and their Hessian-vector products) in nhf_impl.hpp.
+#include "flows/models/nhf.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "flows/models/nhf_impl.hpp"
+#include "flows/noise.hpp"
+
+namespace bf {
+
+namespace {
+
+// The momentum noise of a sample: a purpose of its own beside the prior's.
+Purpose momentum_purpose(Purpose p) { return static_cast<Purpose>(1000u + static_cast<std::uint32_t>(p)); }
+
+}  // namespace
+
+template <class T>
+detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distribution> pr, const NhfSpec& sp,
+                            int max_b, std::uint32_t seed)
+    : target(tgt), prior(std::move(pr)), spec(sp), dim(tgt.dim()), max_batch(max_b) {
+  const int D = dim, B = max_b, L = sp.steps;
+  if (prior->dim() != D) throw std::invalid_argument("nhf: prior and target dimensions differ");
+  if (!prior->has_sampler() || !std::isfinite(prior->log_z()))
+    throw std::invalid_argument("nhf: the prior needs an exact sampler and a known normaliser");
+  if (L < 1) throw std::invalid_argument("nhf: leapfrog steps must be at least 1");
+  if (!(sp.time > 0) || !std::isfinite(sp.time)) throw std::invalid_argument("nhf: integration time must be positive");
+  if (B < 1) throw std::invalid_argument("nhf: batch must be at least 1");
+  if (sp.elbo && !tgt.has_sampler())
+    throw std::invalid_argument("nhf: density estimation (train.loss = elbo) needs a target with exact samples; "
+                                "use train.loss = reverse_kl to sample '" + tgt.name() + "' from its energy");
+  MlpSpec scalar;
+  scalar.widths.push_back(D);
+  for (int h : sp.hidden) scalar.widths.push_back(h);
+  scalar.widths.push_back(1);
+  scalar.activation = sp.activation;
+  v = std::make_unique<Mlp<T>>("V", scalar, layout);
+  if (sp.fixed_kinetic) {
+    layout.add("K.L", {D, D}, ParamInit{});  // zero: L = I, M = I
+    mass = layout.slice("K.L");
+  } else {
+    k = std::make_unique<Mlp<T>>("K", scalar, layout);
+  }
+  MlpSpec enc = scalar;
+  enc.widths.back() = D;
+  mu = std::make_unique<Mlp<T>>("encoder.mu", enc, layout);
+  sig = std::make_unique<Mlp<T>>("encoder.sigma", enc, layout);
+
+  const int rows = 2 * B;  // an HVP: value and one tangent row per sample
+  wv = v->workspace(rows);
+  if (k) wk = k->workspace(rows);
+  wmu = mu->workspace(B);
+  wsig = sig->workspace(B);
+  vrows = Matrix<T>("nhf_vrows", rows, D);
+  vadj = Matrix<T>("nhf_vadj", rows, 1);
+  vin = Matrix<T>("nhf_vin", rows, D);
+  krows = Matrix<T>("nhf_krows", rows, D);
+  kadj = Matrix<T>("nhf_kadj", rows, 1);
+  kin = Matrix<T>("nhf_kin", rows, D);
+  q = Matrix<T>("nhf_q", B, D);
+  p = Matrix<T>("nhf_p", B, D);
+  leapfrog = Leapfrog<T>(B, D, L);
+  mu_bar = Matrix<T>("nhf_mu_bar", B, D);
+  a = Matrix<T>("nhf_a", B, D);
+  b = Matrix<T>("nhf_b", B, D);
+  tmp = Matrix<T>("nhf_tmp", B, D);
+  mu_v = Matrix<T>("nhf_mu", B, D);
+  sig_v = Matrix<T>("nhf_sigma", B, D);
+  eps = Matrix<T>("nhf_eps", B, D);
+  enc_in = Matrix<T>("nhf_encoder_in", B, D);
+  e = Vector<T>("nhf_e", B);
+  e2 = Vector<T>("nhf_e2", B);
+  zd = Matrix<double>("nhf_z", B, D);
+  if (sp.elbo) {
+    if (sp.dataset_size < 1) throw std::invalid_argument("nhf: the data set needs at least one point");
+    data = Matrix<double>("nhf_data", sp.dataset_size, D);
+    tgt.sample(seed, Purpose::dataset, 0, 0, data);
+    idx = Kokkos::View<std::int64_t*, MemSpace>("nhf_minibatch", B);
+    if (sp.epochs) order = Kokkos::View<std::int64_t**, MemSpace>("nhf_epoch_order", 2, sp.dataset_size);
+  }
+}
+
+template <class T>
+void detail::NhfImpl<T>::encode(const Vector<T>& params, int n, const Rows<const T>& x, const Rows<T>& mu_out,
+                                const Rows<T>& sigma_out) {
+  // The encoder's own copy of its input: the caller's rows move with the flow,
+  // and the reverse pass needs the input of the forward.
+  const Rows<T> in = head_rows(enc_in, n);
+  Leapfrog<T>::copy(n, dim, x, in);
+  const Rows<const T> m = mu->forward(params, wmu, n, 0, in);
+  const Rows<const T> s = sig->forward(params, wsig, n, 0, in);
+  for_each_element("bf::nhf_encode", n, dim, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    mu_out(i, j) = m(i, j);
+    sigma_out(i, j) = softplus(s(i, j)) + T(1e-6);
+  });
+}
+
+template <class T>
+void detail::NhfImpl<T>::encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_adj,
+                                        const Rows<T>& sigma_adj) {
+  mu->reverse(params, grad, wmu, mu_adj, Rows<T>());
+  // σ = softplus(s): s̄ = σ̄ sigmoid(s), with s the cached output of the σ network.
+  const Rows<const T> s = rows_of<const T>(wsig.pre[sig->layers() - 1], 0, n);
+  for_each_element("bf::nhf_sigma_bar", n, dim, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    sigma_adj(i, j) *= sigmoid(s(i, j));
+  });
+  sig->reverse(params, grad, wsig, sigma_adj, Rows<T>());
+}
+
+template <class T>
+void detail::NhfImpl<T>::draw_prior(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n) {
+  const Matrix<double> z = Kokkos::subview(zd, std::make_pair(0, n), Kokkos::ALL());
+  prior->sample(seed, purpose, static_cast<std::uint32_t>(step), first, z);
+  const Rows<T> qs = head_rows(q, n);
+  for_each_element("bf::nhf_q0", n, dim, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    qs(i, j) = static_cast<T>(z(i, j));
+  });
+}
+
+template <class T>
+NhfFlow<T>::NhfFlow(const Distribution& target, std::shared_ptr<const Distribution> prior, const NhfSpec& spec,
+                    int max_batch, std::uint32_t seed)
+    : m_(std::make_unique<detail::NhfImpl<T>>(target, std::move(prior), spec, max_batch, seed)) {}
+
+template <class T>
+NhfFlow<T>::~NhfFlow() = default;
+
+template <class T>
+const ParameterLayout& NhfFlow<T>::layout() const {
+  return m_->layout;
+}
+template <class T>
+int NhfFlow<T>::dim() const {
+  return m_->dim;
+}
+template <class T>
+int NhfFlow<T>::max_batch() const {
+  return m_->max_batch;
+}
+template <class T>
+const NhfSpec& NhfFlow<T>::spec() const {
+  return m_->spec;
+}
+
+template <class T>
+std::string NhfFlow<T>::description() const {
+  const NhfSpec& sp = m_->spec;
+  std::ostringstream os;
+  os << "nhf: " << (sp.fixed_kinetic ? "fixed-kinetic (K = p^T M p / 2)" : "MLP-kinetic") << ", V";
+  for (int h : sp.hidden) os << " x " << h;
+  os << " (" << activation_name(sp.activation) << "), leapfrog L = " << sp.steps << ", T = " << sp.time
+     << ", prior " << m_->prior->description() << "; loss "
+     << (sp.elbo ? "ELBO on " + std::to_string(sp.dataset_size) + " exact samples" : std::string("reverse KL"));
+  return os.str();
+}
+
+template <class T>
+void NhfFlow<T>::initialize(const Vector<T>& params, std::uint32_t seed) const {
+  initialize_parameters(m_->layout, params, seed);
+}
+
+template <class T>
+double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& bref,
+                                 const Collective&) {
+  detail::NhfImpl<T>& m = *m_;
+  const int n = bref.count, D = m.dim;
+  if (n > m.max_batch) throw std::logic_error("nhf: batch larger than the workspace");
+  const bool elbo = m.spec.elbo;
+  const T dt = static_cast<T>(m.spec.time / m.spec.steps);
+  const Rows<T> q = head_rows(m.q, n), p = head_rows(m.p, n), a = head_rows(m.a, n), b = head_rows(m.b, n),
+                mu = head_rows(m.mu_v, n), sig = head_rows(m.sig_v, n), eps = head_rows(m.eps, n);
+  // The start: positions from the prior (sampling) or the data set (density estimation).
+  if (elbo) {
+    m.select_minibatch(bref);
+    const Matrix<double> data = m.data;
+    const auto idx = m.idx;
+    Kokkos::parallel_for(
+        "bf::nhf_minibatch_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t k = idx(i);
+          for (int j = 0; j < D; ++j) q(i, j) = static_cast<T>(data(k, j));
+        });
+  } else {
+    m.draw_prior(bref.seed, Purpose::base_sample, bref.step, bref.first, n);
+  }
+  standard_normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, m.eps);
+  m.encode(params, n, q, mu, sig);
+  // p = μ + σ ε at the encoder's end; log f there (without −D/2 log 2π, which cancels).
+  Vector<T> lf = Kokkos::subview(m.e, std::make_pair(0, n));
+  Kokkos::parallel_for(
+      "bf::nhf_momentum", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        T l = T(0);
+        for (int j = 0; j < D; ++j) {
+          p(i, j) = mu(i, j) + sig(i, j) * eps(i, j);
+          l += -kmath::log(sig(i, j)) - T(0.5) * eps(i, j) * eps(i, j);
+        }
+        lf(i) = l;
+      });
+  // The flow: forwards from the prior (sampling) or backwards from the data.
+  const T h = elbo ? -dt : dt;
+  detail::NhfHamiltonian<T> H{m, params, grad};
+  m.leapfrog.integrate(H, n, q, p, h, true);
+  // The end energy: f (sampling) or the prior's (density estimation); gradient into b.
+  const Matrix<T> bm = Kokkos::subview(m.b, std::make_pair(0, n), Kokkos::ALL());
+  double loss = 0;
+  {
+    const Vector<T> ee = Kokkos::subview(m.e2, std::make_pair(0, n));
+    (elbo ? *m.prior : m.target).energy_grad(ConstMatrix<T>(q), ee, bm);
+    const T lz = elbo ? static_cast<T>(m.prior->log_z()) : T(0);
+    Kokkos::parallel_reduce(
+        "bf::nhf_loss", Policy(0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, double& acc) {
+          T kin = T(0);
+          for (int j = 0; j < D; ++j) {
+            kin += T(0.5) * p(i, j) * p(i, j);
+            a(i, j) = p(i, j);  // p̄ at the end: ∂(½|p|²)/∂p
+          }
+          acc += static_cast<double>(ee(i) + lz + kin + lf(i));
+        },
+        loss);
+  }
+  m.leapfrog.adjoint(H, n, b, a, h);
+  // Encoder: μ̄ = p̄, σ̄ = p̄ ε − 1/σ (from log f).
+  const Rows<T> mubar = head_rows(m.mu_bar, n), sigbar = head_rows(m.tmp, n);
+  for_each_element("bf::nhf_encoder_bar", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    mubar(i, j) = a(i, j);
+    sigbar(i, j) = a(i, j) * eps(i, j) - T(1) / sig(i, j);
+  });
+  // The encoder's context is from encode() above: the leapfrog runs only V and K.
+  m.encode_reverse(params, grad, n, mubar, sigbar);
+  return loss;
+}
+
+template <class T>
+void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step,
+                        std::uint64_t first, const Matrix<double>& xout, const Vector<double>& log_q) {
+  detail::NhfImpl<T>& m = *m_;
+  const int D = m.dim, total = static_cast<int>(xout.extent(0));
+  const T dt = static_cast<T>(m.spec.time / m.spec.steps);
+  const T lz0 = static_cast<T>(m.prior->log_z());
+  const bool elbo = m.spec.elbo;
+  detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
+  for (int c0 = 0; c0 < total; c0 += m.max_batch) {
+    const int n = std::min(m.max_batch, total - c0);
+    const std::uint64_t f0 = first + static_cast<std::uint64_t>(c0);
+    const Rows<T> q = head_rows(m.q, n), p = head_rows(m.p, n), mu = head_rows(m.mu_v, n), sig = head_rows(m.sig_v, n),
+                  eps = head_rows(m.eps, n);
+    m.draw_prior(seed, purpose, step, f0, n);
+    standard_normals<T>(seed, momentum_purpose(purpose), step, f0, n, D, m.eps);
+    Vector<T> e0 = Kokkos::subview(m.e, std::make_pair(0, n));
+    m.prior->energy(ConstMatrix<T>(q), e0);
+    // log q_eff accumulates: −E0 − log Z0, then the momentum terms.
+    Vector<double> lq = Kokkos::subview(log_q, std::make_pair(c0, c0 + n));
+    if (elbo) {
+      // (q0, p0) ~ π0 × N(0, I) forwards; log q = −E0 − log Z0 − ½|p0|² + Σ log σ + ½ Σ ((p_T − μ)/σ)².
+      Kokkos::parallel_for(
+          "bf::nhf_sample_p0", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = -e0(i) - lz0;
+            for (int j = 0; j < D; ++j) {
+              p(i, j) = eps(i, j);
+              l -= T(0.5) * eps(i, j) * eps(i, j);
+            }
+            lq(i) = static_cast<double>(l);
+          });
+      m.leapfrog.integrate(H, n, q, p, dt, false);
+      m.encode(params, n, q, mu, sig);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_lq", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = T(0);
+            for (int j = 0; j < D; ++j) {
+              const T z = (p(i, j) - mu(i, j)) / sig(i, j);
+              l += kmath::log(sig(i, j)) + T(0.5) * z * z;
+            }
+            lq(i) += static_cast<double>(l);
+          });
+    } else {
+      // q0 ~ π0, p0 ~ f(·|q0) forwards; log q = −E0 − log Z0 − Σ log σ − ½|ε|² + ½|p_T|².
+      m.encode(params, n, q, mu, sig);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_p0", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = -e0(i) - lz0;
+            for (int j = 0; j < D; ++j) {
+              p(i, j) = mu(i, j) + sig(i, j) * eps(i, j);
+              l -= kmath::log(sig(i, j)) + T(0.5) * eps(i, j) * eps(i, j);
+            }
+            lq(i) = static_cast<double>(l);
+          });
+      m.leapfrog.integrate(H, n, q, p, dt, false);
+      Kokkos::parallel_for(
+          "bf::nhf_sample_lq", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            T l = T(0);
+            for (int j = 0; j < D; ++j) l += T(0.5) * p(i, j) * p(i, j);
+            lq(i) += static_cast<double>(l);
+          });
+    }
+    for_each_element("bf::nhf_sample_out", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+      xout(c0 + i, j) = static_cast<double>(q(i, j));
+    });
+  }
+}
+
+namespace {
+// Host rows → the first n rows of a device matrix, and back.
+template <class T>
+void to_device(const std::vector<double>& v, int n, int d, const Matrix<T>& m) {
+  auto h = Kokkos::create_mirror_view(m);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j) h(i, j) = static_cast<T>(v[static_cast<std::size_t>(i) * d + j]);
+  Kokkos::deep_copy(m, h);
+}
+template <class T>
+void to_host(const Matrix<T>& m, int n, int d, std::vector<double>& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
+  v.resize(static_cast<std::size_t>(n) * d);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j) v[static_cast<std::size_t>(i) * d + j] = static_cast<double>(h(i, j));
+}
+}  // namespace
+
+template <class T>
+std::vector<double> NhfFlow<T>::potential(const Vector<T>& params, const std::vector<double>& points) {
+  detail::NhfImpl<T>& m = *m_;
+  const int D = m.dim, total = static_cast<int>(points.size()) / D;
+  std::vector<double> out(total);
+  auto hq = Kokkos::create_mirror_view(m.q);
+  for (int c0 = 0; c0 < total; c0 += m.max_batch) {
+    const int n = std::min(m.max_batch, total - c0);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(points[static_cast<std::size_t>(c0 + i) * D + j]);
+    Kokkos::deep_copy(m.q, hq);
+    const Rows<const T> v = m.v->forward(params, m.wv, n, 0, rows_of<const T>(m.q, 0, n), false);
+    auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+    for (int i = 0; i < n; ++i) out[c0 + i] = static_cast<double>(hv(i, 0));
+  }
+  return out;
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::potential_gradient(const Vector<T>& params, const std::vector<double>& points) {
+  detail::NhfImpl<T>& m = *m_;
+  const int D = m.dim, n = static_cast<int>(points.size()) / D;
+  if (n > m.max_batch) throw std::logic_error("nhf potential_gradient: too many points");
+  to_device(points, n, D, m.q);
+  detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
+  H.grad_v(n, head_rows(m.q, n), head_rows(m.a, n));
+  std::vector<double> g;
+  to_host(m.a, n, D, g);
+  return g;
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::mass_matrix(const Vector<T>& params) const {
+  const detail::NhfImpl<T>& m = *m_;
+  if (m.k) return {};
+  const int D = m.dim;
+  auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params);
+  auto Lh = [&](int r, int c) -> double {
+    if (c > r) return 0.0;
+    const double v = static_cast<double>(hp(m.mass.offset + static_cast<std::size_t>(r) * D + c));
+    return r == c ? std::exp(v) : v;
+  };
+  std::vector<double> M(static_cast<std::size_t>(D) * D, 0.0);
+  for (int r = 0; r < D; ++r)
+    for (int c = 0; c < D; ++c)
+      for (int k = 0; k < D; ++k) M[r * D + c] += Lh(r, k) * Lh(c, k);
+  return M;
+}
+
+template <class T>
+void NhfFlow<T>::leapfrog(const Vector<T>& params, std::vector<double>& qv, std::vector<double>& pv, double dt) {
+  detail::NhfImpl<T>& m = *m_;
+  const int D = m.dim, n = static_cast<int>(qv.size()) / D;
+  if (n > m.max_batch) throw std::logic_error("nhf leapfrog: too many points");
+  to_device(qv, n, D, m.q);
+  to_device(pv, n, D, m.p);
+  detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
+  m.leapfrog.integrate(H, n, head_rows(m.q, n), head_rows(m.p, n), static_cast<T>(dt), false);
+  to_host(m.q, n, D, qv);
+  to_host(m.p, n, D, pv);
+}
+
+template struct detail::NhfImpl<float>;
+template struct detail::NhfImpl<double>;
+template class NhfFlow<float>;
+template class NhfFlow<double>;
+
+}  // namespace bf

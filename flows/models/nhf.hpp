@@ -1,0 +1,100 @@
+// Neural Hamiltonian Flows (Toth et al. 2020; Souveton et al. 2024), in phase
+// space (q, p) ∈ R^D × R^D with H(q, p) = V(q) + K(p).
+//
+//   encoder    f(p | q) = N(p; μ(q), diag σ(q)²), μ, σ MLPs (D, H, H, D), σ = softplus(·) > 0
+//   potential  V = MLP (D, H, H, 1), smooth activation
+//   kinetic    K = MLP (D, H, H, 1) ("mlp"), or ½ pᵀ M p with M = L Lᵀ, L lower-triangular
+//              with positive diagonal exp(l_ii) ("fixed"; D(D+1)/2 parameters)
+//   leapfrog   p_h = p − (dt/2) ∇V(q);  q' = q + dt ∇K(p_h);  p' = p_h − (dt/2) ∇V(q'),
+//              L steps of dt = T/L, volume-preserving and reversible (dt → −dt)
+//
+// Losses:
+//   elbo (density estimation from samples, Eq. 4): q_T from data, p_T ~ f(·|q_T),
+//     (q_0, p_0) by the leapfrog backwards; ℓ = −log π0(q_0) − log N(p_0; 0, I) + log f(p_T|q_T)
+//   reverse_kl (sampling an energy or posterior, Eq. 6): q_0 ~ π0, p_0 ~ f(·|q_0),
+//     (q_T, p_T) forwards; ℓ = log f(p_0|q_0) + f(q_T) − log g(p_T), g = N(0, I)
+// Importance weights live on phase space. For the sampler (reverse_kl)
+//   log w = −f(q_T) + log g(p_T) − log π0(q_0) − log f(p_0|q_0),
+// and for the density model, sampling (q_0, p_0) ~ π0 × N(0, I) forwards,
+//   log w = −f(q_T) + log f(p_T|q_T) − log π0(q_0) − log N(p_0),
+// both with E[w] = Z; sample() reports log q := −f(q_T) − log w, so the metric
+// suite applies unchanged.
+//
+// Gradients: the exact discrete adjoint of the Leapfrog (flows/integrators/leapfrog.hpp).
+// The states of the forward pass (L + 1 positions and L half-kick momenta:
+// O(L B D) numbers, no network activations) are stored. The forward pass takes ∇V and ∇K by
+// reverse mode (a forward and an input-adjoint pass of B rows, whatever D);
+// each adjoint step runs the network at a stored point with one tangent, the
+// adjoint direction u, and takes the Hessian-vector product H u and the
+// parameter gradient of u·∇E from one reverse pass (2 B rows, whatever D). The
+// two half kicks that meet at an interior position share one HVP.
+#pragma once
+
+#include <memory>
+
+#include "flows/nn/mlp.hpp"
+#include "flows/model.hpp"
+
+namespace bf {
+
+namespace detail {
+template <class T>
+struct NhfImpl;
+}
+
+struct NhfSpec {
+  std::vector<int> hidden{128, 128};
+  Activation activation = Activation::softplus;
+  bool fixed_kinetic = false;
+  int steps = 10;        // leapfrog steps L
+  double time = 1.0;     // integration time T = L dt
+  bool elbo = true;      // density estimation from samples; false: reverse KL (sampling)
+  int dataset_size = 5000;
+  // elbo minibatches: false, each point drawn uniformly with replacement; true,
+  // epochs: a fresh random order of the data set per epoch, consecutive
+  // samples (over steps and ranks) taking consecutive points of it, so every
+  // point is used once per epoch (Souveton et al.'s training). Needs the global
+  // batch to be at most the data set.
+  bool epochs = false;
+};
+
+template <class T>
+class NhfFlow final : public Model<T>, public LearnedPotential<T> {
+ public:
+  /// `seed` draws the data set (elbo) from the target's exact sampler.
+  NhfFlow(const Distribution& target, std::shared_ptr<const Distribution> prior, const NhfSpec& spec, int max_batch,
+          std::uint32_t seed);
+
+  std::string kind() const override { return "nhf"; }
+  std::string description() const override;
+  const ParameterLayout& layout() const override;
+  int dim() const override;
+  int max_batch() const override;
+  void initialize(const Vector<T>& params, std::uint32_t seed) const override;
+
+  double loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& batch,
+                       const Collective& coll) override;
+  void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first,
+              const Matrix<double>& x, const Vector<double>& log_q) override;
+
+  LearnedPotential<T>* learned_potential() override { return this; }
+  /// V at n points (rows of D numbers, host), for maps of the learned potential.
+  std::vector<double> potential(const Vector<T>& params, const std::vector<double>& points) override;
+  /// ∇V at n ≤ max_batch points by reverse mode, as the leapfrog takes it (host; for tests).
+  std::vector<double> potential_gradient(const Vector<T>& params, const std::vector<double>& points);
+  /// The mass matrix M = L Lᵀ (fixed kinetic), row-major D x D; empty for an MLP kinetic energy.
+  std::vector<double> mass_matrix(const Vector<T>& params) const override;
+  /// Runs the leapfrog on host points (n x D positions and momenta) with dt (sign: direction);
+  /// for tests of reversibility and volume preservation.
+  void leapfrog(const Vector<T>& params, std::vector<double>& q, std::vector<double>& p, double dt);
+
+  const NhfSpec& spec() const;
+  /// The data-set rows (elbo) the samples of `batch` start from, as the loss draws them.
+  std::vector<std::int64_t> minibatch_indices(const BatchRef& batch);
+  ~NhfFlow() override;
+
+ private:
+  std::unique_ptr<detail::NhfImpl<T>> m_;  // networks, buffers and kernels (flows/models/nhf_impl.hpp)
+};
+
+}  // namespace bf

@@ -1,0 +1,113 @@
+// NhfFlow's inside (internal: included by nhf.cpp and nhf_minibatch.cpp only).
+// A struct at namespace scope with public members, because CUDA allows device
+// lambdas only in functions it can name from outside; the public class holds
+// it privately.
+#pragma once
+
+#include "flows/nn/derivatives.hpp"
+#include "flows/integrators/leapfrog.hpp"
+#include "flows/models/nhf.hpp"
+
+namespace bf::detail {
+
+template <class T>
+struct NhfImpl {
+  NhfImpl(const Distribution& target, std::shared_ptr<const Distribution> prior, const NhfSpec& spec, int max_batch,
+          std::uint32_t seed);
+
+  const Distribution& target;
+  std::shared_ptr<const Distribution> prior;
+  NhfSpec spec;
+  int dim, max_batch;
+  ParameterLayout layout;
+  std::unique_ptr<Mlp<T>> v, k, mu, sig;
+  ParamSlice mass;  // fixed kinetic: L (D x D, lower triangle, log diagonal)
+  typename Mlp<T>::Workspace wv, wk, wmu, wsig;
+  Leapfrog<T> leapfrog;
+  Matrix<double> data, zd;
+  Kokkos::View<std::int64_t*, MemSpace> idx;     // data-set row of each sample of the batch
+  Kokkos::View<std::int64_t**, MemSpace> order;  // epochs: the data set's order in epochs order_epoch, + 1
+  std::int64_t order_epoch = -1;
+  std::uint32_t order_seed = 0;
+  Matrix<T> vrows, krows, vadj, kadj, vin, kin;  // network rows and adjoints (HVPs: 2 B rows)
+  Matrix<T> q, p, a, b, tmp, mu_v, sig_v, eps, enc_in, mu_bar;
+  Vector<T> e, e2;
+
+  /// Encoder at rows x: μ and σ into mu_out, sigma_out (the input copied: the reverse needs it).
+  void encode(const Vector<T>& params, int n, const Rows<const T>& x, const Rows<T>& mu_out, const Rows<T>& sigma_out);
+  /// Encoder reverse: adjoints of μ and σ (σ̄ overwritten) → parameter gradients.
+  void encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_adj,
+                      const Rows<T>& sigma_adj);
+  /// The data-set rows of this rank's samples of `batch` into idx (elbo).
+  void select_minibatch(const BatchRef& batch);
+  /// q (n rows) := the prior's samples of the batch, cast to T.
+  void draw_prior(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n);
+};
+
+/// H(q, p) = V(q) + K(p) as the Leapfrog's Hamiltonian: V an MLP, K an MLP or
+/// ½ pᵀ M p with M = L Lᵀ. Parameter adjoints of the HVPs go to grad.
+template <class T>
+struct NhfHamiltonian {
+  NhfImpl<T>& m;
+  const Vector<T>& params;
+  Vector<T> grad;
+
+  void grad_v(int n, const Rows<const T>& x, const Rows<T>& g) {
+    gradient_by_reverse<T>(*m.v, m.wv, params, n, x, m.vadj, g);
+  }
+  void hvp_v(int n, T c, const Rows<const T>& x, const Rows<const T>& u, const Rows<T>& hu) {
+    hessian_vector_product<T>(*m.v, m.wv, params, grad, n, m.dim, c, x, u, m.vrows, m.vadj, m.vin, hu);
+  }
+
+  void grad_k(int n, const Rows<const T>& x, const Rows<T>& g) {
+    if (m.k) {
+      gradient_by_reverse<T>(*m.k, m.wk, params, n, x, m.kadj, g);
+      return;
+    }
+    // ∇K = M p = L (Lᵀ p), L lower-triangular with diagonal exp(l_ii).
+    const int D = m.dim;
+    const Rows<const T> L = slice_matrix(params, m.mass);
+    Kokkos::parallel_for(
+        "bf::nhf_grad_k_fixed", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          for (int r = 0; r < D; ++r) {
+            T s = T(0);
+            for (int c = 0; c <= r; ++c) {
+              T w = T(0);  // (Lᵀ p)_c = Σ_{k ≥ c} L_kc p_k
+              for (int k = c; k < D; ++k) w += (k == c ? kmath::exp(L(k, k)) : L(k, c)) * x(i, k);
+              s += (r == c ? kmath::exp(L(r, r)) : L(r, c)) * w;
+            }
+            g(i, r) = s;
+          }
+        });
+  }
+
+  void hvp_k(int n, T c, const Rows<const T>& x, const Rows<const T>& u, const Rows<T>& hu) {
+    const int D = m.dim;
+    if (m.k) {
+      hessian_vector_product<T>(*m.k, m.wk, params, grad, n, D, c, x, u, m.krows, m.kadj, m.kin, hu);
+      return;
+    }
+    // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
+    const Rows<const T> L = slice_matrix(params, m.mass);
+    const Rows<T> w = head_rows(m.tmp, n);
+    grad_k(n, u, w);  // w = M u
+    Leapfrog<T>::axpy(n, D, c, w, hu);
+    const Rows<T> dL = slice_matrix(grad, m.mass);
+    for_each_element("bf::nhf_mass_grad", D, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t col) {
+      if (col > r) return;
+      T s = T(0);
+      for (int i = 0; i < n; ++i) {
+        T ltp = T(0), ltu = T(0);
+        for (std::int64_t k = col; k < D; ++k) {
+          const T lk = k == col ? kmath::exp(L(k, k)) : L(k, col);
+          ltp += lk * x(i, k);
+          ltu += lk * u(i, k);
+        }
+        s += u(i, r) * ltp + x(i, r) * ltu;
+      }
+      dL(r, col) += c * s * (r == col ? kmath::exp(L(r, r)) : T(1));
+    });
+  }
+};
+
+}  // namespace bf::detail

@@ -1,0 +1,179 @@
+#include "src/io/metrics_mpi.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+
+namespace bf {
+namespace {
+
+// Flat form of MetricSums for gathering.
+std::vector<double> pack(const MetricSums& s) {
+  const std::size_t k = s.modes.count.size();
+  std::vector<double> v{static_cast<double>(s.reverse.n), s.reverse.max, s.reverse.s1, s.reverse.s2,
+                        s.reverse.sum_log, s.has_forward ? 1.0 : 0.0, static_cast<double>(s.forward.n),
+                        s.forward.max, s.forward.s1, s.forward.s2, s.forward.sum_log, static_cast<double>(k)};
+  for (std::size_t c = 0; c < k; ++c) v.push_back(s.modes.min_dist2[c]);
+  for (std::size_t c = 0; c < k; ++c) v.push_back(static_cast<double>(s.modes.count[c]));
+  const auto& o = s.observables;
+  v.push_back(static_cast<double>(o.o1.size()));
+  for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
+  v.push_back(static_cast<double>(o.h.size()));
+  for (const auto* a : {&o.h, &o.wh}) v.insert(v.end(), a->begin(), a->end());
+  return v;
+}
+
+MetricSums unpack(const double* v) {
+  MetricSums s;
+  s.reverse = {static_cast<std::int64_t>(v[0]), v[1], v[2], v[3], v[4]};
+  s.has_forward = v[5] != 0.0;
+  s.forward = {static_cast<std::int64_t>(v[6]), v[7], v[8], v[9], v[10]};
+  const std::size_t k = static_cast<std::size_t>(v[11]);
+  for (std::size_t c = 0; c < k; ++c) s.modes.min_dist2.push_back(v[12 + c]);
+  for (std::size_t c = 0; c < k; ++c) s.modes.count.push_back(static_cast<std::int64_t>(v[12 + k + c]));
+  const double* ob = v + 12 + 2 * k;
+  const std::size_t m = static_cast<std::size_t>(ob[0]);
+  auto& o = s.observables;
+  o.o1.assign(ob + 1, ob + 1 + m);
+  o.o2.assign(ob + 1 + m, ob + 1 + 2 * m);
+  o.wo1.assign(ob + 1 + 2 * m, ob + 1 + 3 * m);
+  o.wo2.assign(ob + 1 + 3 * m, ob + 1 + 4 * m);
+  const double* hb = ob + 1 + 4 * m;
+  const std::size_t nb = static_cast<std::size_t>(hb[0]);
+  o.h.assign(hb + 1, hb + 1 + nb);
+  o.wh.assign(hb + 1 + nb, hb + 1 + 2 * nb);
+  return s;
+}
+
+}  // namespace
+
+MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
+  MetricSums g = local;
+  // 1. the largest log weights
+  double mx[2] = {local.reverse.max, local.forward.max}, gmx[2];
+  MPI_Allreduce(mx, gmx, 2, MPI_DOUBLE, MPI_MAX, comm);
+  // 2. sums rescaled to them (the weighted observable sums with the reverse weights)
+  const double obs_factor = (local.reverse.n == 0 || local.reverse.max == -INFINITY) ? 0.0 : std::exp(local.reverse.max - gmx[0]);
+  LogWeightSums r = local.reverse, f = local.forward;
+  r.rescale_to(gmx[0]);
+  f.rescale_to(gmx[1]);
+  double sums[6] = {r.s1, r.s2, r.sum_log, f.s1, f.s2, f.sum_log}, gsums[6];
+  MPI_Allreduce(sums, gsums, 6, MPI_DOUBLE, MPI_SUM, comm);
+  const std::size_t k = local.modes.count.size();
+  std::vector<std::int64_t> counts{local.reverse.n, local.forward.n, local.has_forward ? 1 : 0};
+  counts.insert(counts.end(), local.modes.count.begin(), local.modes.count.end());
+  std::vector<std::int64_t> gcounts(counts.size());
+  MPI_Allreduce(counts.data(), gcounts.data(), static_cast<int>(counts.size()), MPI_INT64_T, MPI_SUM, comm);
+  // 3. minimum distances
+  std::vector<double> gmin(k);
+  MPI_Allreduce(local.modes.min_dist2.data(), gmin.data(), static_cast<int>(k), MPI_DOUBLE, MPI_MIN, comm);
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+
+  g.reverse = {gcounts[0], gmx[0], gsums[0], gsums[1], gsums[2]};
+  g.forward = {gcounts[1], gmx[1], gsums[3], gsums[4], gsums[5]};
+  g.has_forward = gcounts[2] == size;
+  g.modes.min_dist2 = gmin;
+  g.modes.count.assign(gcounts.begin() + 3, gcounts.end());
+  // Observables: plain sums, and weighted sums at the common max.
+  const std::size_t m = local.observables.o1.size();
+  if (m > 0) {
+    std::vector<double> ob;
+    ob.insert(ob.end(), local.observables.o1.begin(), local.observables.o1.end());
+    ob.insert(ob.end(), local.observables.o2.begin(), local.observables.o2.end());
+    for (double v : local.observables.wo1) ob.push_back(v * obs_factor);
+    for (double v : local.observables.wo2) ob.push_back(v * obs_factor);
+    const std::size_t nb = local.observables.h.size();  // the same on every rank (the target's)
+    ob.insert(ob.end(), local.observables.h.begin(), local.observables.h.end());
+    for (double v : local.observables.wh) ob.push_back(v * obs_factor);
+    std::vector<double> gob(ob.size());
+    MPI_Allreduce(ob.data(), gob.data(), static_cast<int>(ob.size()), MPI_DOUBLE, MPI_SUM, comm);
+    g.observables.o1.assign(gob.begin(), gob.begin() + m);
+    g.observables.o2.assign(gob.begin() + m, gob.begin() + 2 * m);
+    g.observables.wo1.assign(gob.begin() + 2 * m, gob.begin() + 3 * m);
+    g.observables.wo2.assign(gob.begin() + 3 * m, gob.begin() + 4 * m);
+    g.observables.h.assign(gob.begin() + 4 * m, gob.begin() + 4 * m + nb);
+    g.observables.wh.assign(gob.begin() + 4 * m + nb, gob.begin() + 4 * m + 2 * nb);
+  }
+  return g;
+}
+
+std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  const std::vector<double> mine = pack(local);
+  const int len = static_cast<int>(mine.size());
+  std::vector<double> all(rank == 0 ? static_cast<std::size_t>(len) * size : 0);
+  MPI_Gather(mine.data(), len, MPI_DOUBLE, all.data(), len, MPI_DOUBLE, 0, comm);
+  std::vector<MetricSums> out;
+  if (rank == 0)
+    for (int r = 0; r < size; ++r) out.push_back(unpack(all.data() + static_cast<std::size_t>(r) * len));
+  return out;
+}
+
+std::string metrics_table_header() {
+  return "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
+         "hausdorff  cover_tv\n";
+}
+
+std::string metrics_table_row(const std::string& who, const Metrics& m) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g\n",
+                who.c_str(), static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z,
+                m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv);
+  return buf;
+}
+
+std::string observables_text(const Metrics& m) {
+  std::string out;
+  char buf[256];
+  for (const auto& o : m.observables) {
+    std::snprintf(buf, sizeof buf, "  %-16s %.6g +- %.4g   reweighted %.6g +- %.4g", o.name.c_str(), o.mean, o.sd,
+                  o.mean_reweighted, o.sd_reweighted);
+    out += buf;
+    if (std::isfinite(o.exact_mean)) {
+      std::snprintf(buf, sizeof buf, "   exact %.6g +- %.4g", o.exact_mean, o.exact_sd);
+      out += buf;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+Json to_json(const Metrics& m) {
+  Json j = Json::object();
+  j["reverse_kl"] = m.reverse_kl;
+  j["reverse_ess"] = m.reverse_ess;
+  j["log_z"] = m.log_z;
+  j["log_z_stderr"] = m.log_z_stderr;
+  j["hausdorff"] = m.hausdorff;
+  j["mode_coverage_tv"] = m.mode_coverage_tv;
+  if (m.has_forward) {
+    j["forward_kl"] = m.forward_kl;
+    j["forward_ess"] = m.forward_ess;
+    j["forward_samples"] = static_cast<long long>(m.forward_samples);
+  }
+  j["mode_fractions"] = Json(m.mode_fractions);
+  j["mode_weights"] = Json(m.mode_weights);
+  j["samples"] = static_cast<long long>(m.samples);
+  if (!m.observables.empty()) {
+    Json obs = Json::object();
+    for (const auto& o : m.observables) {
+      Json x = Json::object();
+      x["mean"] = o.mean;
+      x["sd"] = o.sd;
+      x["mean_reweighted"] = o.mean_reweighted;
+      x["sd_reweighted"] = o.sd_reweighted;
+      if (std::isfinite(o.exact_mean)) {
+        x["exact_mean"] = o.exact_mean;
+        x["exact_sd"] = o.exact_sd;
+      }
+      obs[o.name] = x;
+    }
+    j["observables"] = obs;
+  }
+  return j;
+}
+
+}  // namespace bf

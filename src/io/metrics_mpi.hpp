@@ -1,0 +1,31 @@
+// Exact reduction of metric sums across MPI ranks, and their JSON form.
+//
+// Order of the reduction (physics/metrics.hpp): the largest log weight first
+// (MPI_MAX), then every rank rescales its sums to it and they are added
+// (MPI_SUM); minimum distances by MPI_MIN; counts as 64-bit integers.
+#pragma once
+
+#include <mpi.h>
+
+#include <vector>
+
+#include "physics/metrics.hpp"
+#include "src/io/json.hpp"
+
+namespace bf {
+
+/// The global sums of every rank's sums (collective over comm).
+MetricSums allreduce(const MetricSums& local, MPI_Comm comm);
+/// Every rank's sums, on root only (collective over comm).
+std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm);
+
+/// The metric keys of `evaluate --json` and `check --json`.
+Json to_json(const Metrics& m);
+/// The header and one row of the per-rank metrics table printed by check and evaluate.
+std::string metrics_table_header();
+std::string metrics_table_row(const std::string& who, const Metrics& m);
+
+/// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
+std::string observables_text(const Metrics& m);
+
+}  // namespace bf

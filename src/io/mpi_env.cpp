@@ -1,0 +1,78 @@
+#include "src/io/mpi_env.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <algorithm>
+#include <cstdlib>
+
+#include "flows/nn/gemm.hpp"
+#include "src/errors.hpp"
+
+namespace bf {
+
+Environment::Environment(int& argc, char**& argv, const std::vector<std::string>& kokkos_args) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  std::vector<std::string> args{argc > 0 ? argv[0] : "boltzflow"};
+  args.insert(args.end(), kokkos_args.begin(), kokkos_args.end());
+  std::vector<char*> ptrs;
+  for (auto& a : args) ptrs.push_back(a.data());
+  int kargc = static_cast<int>(ptrs.size());
+  ptrs.push_back(nullptr);
+  Kokkos::initialize(kargc, ptrs.data());
+  // A multithreaded BLAS under several ranks per node, or beside Kokkos'
+  // OpenMP threads, oversubscribes the cores (flows/nn/gemm.hpp).
+  configure_gemm_threads();
+}
+
+Environment::~Environment() {
+  Kokkos::finalize();
+  MPI_Finalize();
+}
+
+std::string kokkos_backend() { return Kokkos::DefaultExecutionSpace::name(); }
+
+Slice split_range(long long total, int rank, int size) {
+  Slice s;
+  s.begin = total / size * rank + std::min<long long>(rank, total % size);
+  s.end = s.begin + total / size + (rank < total % size ? 1 : 0);
+  return s;
+}
+
+void root_agreed(const Environment& env, const std::function<void()>& f) {
+  int code = 0;
+  std::string msg;
+  if (env.root()) {
+    try {
+      f();
+    } catch (const InputError& e) {
+      code = 2;
+      msg = e.what();
+    } catch (const std::exception& e) {
+      code = 1;
+      msg = e.what();
+    }
+  }
+  int len = static_cast<int>(msg.size());
+  int hdr[2] = {code, len};
+  MPI_Bcast(hdr, 2, MPI_INT, 0, env.comm());
+  msg.resize(static_cast<std::size_t>(hdr[1]));
+  if (hdr[1] > 0) MPI_Bcast(msg.data(), hdr[1], MPI_CHAR, 0, env.comm());
+  if (hdr[0] == 2) throw InputError(msg);
+  if (hdr[0] == 1) throw RunError(msg);
+}
+
+namespace {
+template <class V>
+void broadcast_sized(const Environment& env, V& v, MPI_Datatype type) {
+  long long n = static_cast<long long>(v.size());
+  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, env.comm());
+  v.resize(static_cast<std::size_t>(n));
+  if (n > 0) MPI_Bcast(v.data(), static_cast<int>(n), type, 0, env.comm());
+}
+}  // namespace
+
+void broadcast(const Environment& env, std::string& s) { broadcast_sized(env, s, MPI_CHAR); }
+void broadcast(const Environment& env, std::vector<double>& v) { broadcast_sized(env, v, MPI_DOUBLE); }
+
+}  // namespace bf

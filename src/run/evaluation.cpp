@@ -1,0 +1,77 @@
+#include "src/run/evaluation.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "src/io/hdf5_util.hpp"
+#include "src/io/metrics_mpi.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace bf {
+
+template <class T>
+Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
+                          const Distribution& target, std::uint32_t seed, long long samples, bool forward) {
+  const Slice mine = split_range(samples, env.rank(), env.size());
+  const int d = target.dim();
+  const int chunk = std::max(1, model.max_batch());
+  Matrix<double> x("eval_x", std::min<long long>(chunk, std::max<long long>(1, mine.count())), d);
+  Vector<double> lq("eval_log_q", x.extent(0));
+  const bool fwd = forward && target.has_sampler() && std::isfinite(target.log_z()) && model.has_log_density();
+  MetricSums local;
+  bool first_chunk = true;
+  for (long long c0 = 0; c0 < mine.count() || first_chunk; c0 += chunk) {
+    const long long n = std::min<long long>(chunk, mine.count() - c0);
+    const auto xs = Kokkos::subview(x, std::make_pair(0LL, std::max(0LL, n)), Kokkos::ALL());
+    const auto ls = Kokkos::subview(lq, std::make_pair(0LL, std::max(0LL, n)));
+    Matrix<double> xv = xs;
+    Vector<double> lv = ls;
+    if (n > 0) model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(mine.begin + c0), xv, lv);
+    MetricSums s = metric_sums(target, xv, lv);
+    if (fwd) {
+      if (n > 0) {
+        target.sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin + c0), xv);
+        model.log_density(params, xv, lv);
+      }
+      add_forward_sums(s, target, xv, lv);
+    }
+    local = first_chunk ? s : merge(local, s);
+    first_chunk = false;
+    if (n <= 0) break;
+  }
+  Kokkos::fence();
+  Evaluation ev;
+  ev.local = finalize(local, target);
+  ev.global = finalize(allreduce(local, env.comm()), target);
+  for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target));
+  return ev;
+}
+
+void write_histogram(const HistogramReport& h, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    h5::Handle f = h5::create_file(tmp);
+    h5::write_string(f, "format", "boltzflow-histogram");
+    h5::write_string(f, "observable", h.observable);
+    h5::write_string(f, "reference_name", h.reference_name);
+    std::vector<double> edges;
+    const int bins = static_cast<int>(h.flow.size());
+    for (int b = 0; b <= bins; ++b) edges.push_back(h.lo + (h.hi - h.lo) * b / bins);
+    h5::write_array(f, "edges", edges, false);
+    h5::write_array(f, "flow", h.flow, false);
+    h5::write_array(f, "reweighted", h.reweighted, false);
+    h5::write_array(f, "reference", h.reference, false);
+    h5::write_array(f, "below", {h.flow_below, h.reweighted_below}, false);
+    h5::write_array(f, "above", {h.flow_above, h.reweighted_above}, false);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp);
+}
+
+template Evaluation evaluate_model<float>(const Environment&, Model<float>&, const Vector<float>&,
+                                          const Distribution&, std::uint32_t, long long, bool);
+template Evaluation evaluate_model<double>(const Environment&, Model<double>&, const Vector<double>&,
+                                           const Distribution&, std::uint32_t, long long, bool);
+
+}  // namespace bf

@@ -1,0 +1,93 @@
+#include "src/run/run_dir.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "src/errors.hpp"
+#include "src/io/json.hpp"
+
+namespace bf {
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool dir_exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void make_dirs(const std::string& path) {
+  if (path.empty() || dir_exists(path)) return;
+  const auto slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) make_dirs(path.substr(0, slash));
+  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    throw InputError("cannot create directory '" + path + "': " + std::strerror(errno));
+  if (!dir_exists(path)) throw InputError("'" + path + "' exists and is not a directory");
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
+    out << text;
+    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename '" + tmp + "'");
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string rows_up_to(const std::string& jsonl, std::int64_t max_step) {
+  std::istringstream in(jsonl);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      const Json j = Json::parse(line);
+      if (j.contains("step") && j.at("step").get<long long>() > max_step) continue;
+    } catch (const std::exception&) {
+      continue;  // a torn last line from a killed job
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+bool has_step_row(const std::string& jsonl, std::int64_t step) {
+  std::istringstream in(jsonl);
+  std::string line;
+  while (std::getline(in, line)) {
+    try {
+      const Json j = Json::parse(line);
+      if (j.contains("step") && j.at("step").get<long long>() == step) return true;
+    } catch (const std::exception&) {
+    }
+  }
+  return false;
+}
+
+void JsonlWriter::open(const std::string& path, const std::string& initial) {
+  if (out_.is_open()) out_.close();
+  out_.clear();
+  path_ = path;
+  write_text_atomic(path, initial);
+  out_.open(path, std::ios::app);
+  if (!out_) throw std::runtime_error("cannot append to '" + path + "'");
+}
+
+void JsonlWriter::write(const std::string& line) { out_ << line << '\n'; }
+void JsonlWriter::flush() { out_.flush(); }
+
+}  // namespace bf

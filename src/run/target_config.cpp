@@ -1,0 +1,69 @@
+#include "src/run/target_config.hpp"
+
+#include <stdexcept>
+
+namespace bf {
+
+Config with_presets(Config cfg) {
+  const std::string name = cfg.get_string("target.name");
+  auto preset = [&](const std::string& key, double value) {
+    if (!cfg.is_set(key)) cfg.set(key, fmt_num(value), "preset " + name);
+  };
+  if (name == "phi4") {
+    preset("target.m", 0.5);
+    preset("target.lambda", 1.0 / 16.0);
+    preset("target.alpha", 0.01);
+  } else if (name == "phi4-dw") {
+    preset("target.m", 3.0);
+    preset("target.lambda", 1.0);
+  } else if (name == "phi4-general") {
+    preset("target.alpha", 0.0);
+  }
+  return cfg;
+}
+
+namespace {
+double resolved(const std::optional<double>& v, const char* key) {
+  if (!v) throw std::logic_error(std::string(key) + " is unset: the configuration did not go through with_presets");
+  return *v;
+}
+}  // namespace
+
+std::unique_ptr<Distribution> make_target(const TargetSettings& t) {
+  TargetSpec spec;
+  spec.name = t.name;
+  if (spec.name == "gmm") {
+    if (!t.dim || t.weights.empty() || t.means.empty() || t.widths.empty())
+      throw InputError("target.name = gmm needs target.dim, target.weights, target.means and target.widths");
+    spec.dim = static_cast<int>(*t.dim);
+    spec.weights = t.weights;
+    spec.means = t.means;
+    spec.widths = t.widths;
+  } else if (spec.name.rfind("phi4", 0) == 0) {
+    spec.phi4.shape.clear();
+    for (long long e : t.shape) spec.phi4.shape.push_back(static_cast<int>(e));
+    if (spec.name == "phi4") {
+      spec.phi4.m = resolved(t.m, "target.m");
+      spec.phi4.lambda = resolved(t.lambda, "target.lambda");
+      spec.phi4.alpha = resolved(t.alpha, "target.alpha");
+    } else if (spec.name == "phi4-dw") {
+      spec.phi4.m = resolved(t.m, "target.m");
+      spec.phi4.lambda = resolved(t.lambda, "target.lambda");
+      spec.phi4.time_extent = t.time_extent;
+    } else {
+      spec.phi4.kappa = t.kappa;
+      spec.phi4.mu2 = t.mu2;
+      spec.phi4.lambda4 = t.lambda4;
+      spec.phi4.alpha = resolved(t.alpha, "target.alpha");
+    }
+  } else if (spec.name == "supernova") {
+    spec.quadrature_grid = static_cast<int>(t.quadrature_grid);
+  }
+  try {
+    return bf::make_target(spec);
+  } catch (const std::invalid_argument& e) {
+    throw InputError(std::string("target: ") + e.what());
+  }
+}
+
+}  // namespace bf
