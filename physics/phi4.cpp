@@ -43,6 +43,20 @@ std::vector<double> critical_points(double mu2, double lambda4, double alpha) {
 
 }  // namespace
 
+Phi4Params phi4_preset(const std::string& name) {
+  Phi4Params p;
+  p.preset = name;
+  if (name == "phi4-dw") {
+    p.m = 3.0;
+    p.lambda = 1.0;
+  } else if (name == "phi4-general") {
+    p.alpha = 0.0;
+  } else if (name != "phi4") {
+    throw std::invalid_argument("phi4: unknown preset '" + name + "'");
+  }
+  return p;
+}
+
 Phi4::Phi4(const Phi4Params& p) : params_(p) {
   if (p.shape.empty() || static_cast<int>(p.shape.size()) > Phi4Kernel::max_dims)
     throw std::invalid_argument("phi4: lattice must have 1 to 4 dimensions");

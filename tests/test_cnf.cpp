@@ -39,6 +39,9 @@ CnfSetup make(const std::string& target, bool deformation, bool trainable, int s
   CnfSpec spec;
   spec.kernels = 3;
   spec.hidden = {7, 6};
+  spec.activation = Activation::swish;
+  spec.time_input = true;
+  spec.output_gain = 1.0;
   spec.g_hidden = {5};
   spec.c_hidden = {4};
   spec.steps = steps;
@@ -215,6 +218,9 @@ TEST(Cnf, Rk4MatchesTheLinearFieldClosedForm) {
   spec.kernels = 2;
   spec.hidden = {D};
   spec.activation = Activation::identity;
+  spec.time_input = true;
+  spec.output_gain = 1.0;
+  spec.time_chunk = 1;
   spec.steps = N;
   spec.deformation = false;
   CnfFlow<double> flow(*target, GeneralizedGaussian::gaussian(D, 1.0), spec, 4);
@@ -355,6 +361,8 @@ TEST(Cnf, GaussianToGaussianDeformationErrorClosedForm) {
     spec.g_hidden = {4};
     spec.c_hidden = {3};
     spec.activation = Activation::identity;
+    spec.time_input = true;
+    spec.output_gain = 1.0;
     spec.steps = steps;
     spec.deformation = true;
     spec.trainable = trainable;

@@ -199,7 +199,10 @@ TEST(Nhf, EpochMinibatchesUseEveryPointOncePerEpochOnAnySplit) {
   auto target = make_target(ts);
   NhfSpec spec;
   spec.hidden = {4};
+  spec.activation = Activation::softplus;
   spec.steps = 1;
+  spec.time = 1.0;
+  spec.elbo = true;
   spec.dataset_size = 50;
   spec.epochs = true;
   auto prior = std::shared_ptr<const Distribution>(GeneralizedGaussian::gaussian(2, 1.5));

@@ -36,19 +36,22 @@ template <class T>
 struct CnfImpl;
 }
 
+/// The flow's architecture. No defaults of its own: whoever builds the flow
+/// sets every field (the program from its settings, src/run/model_config.cpp;
+/// tests explicitly); the zero values are not a usable flow.
 struct CnfSpec {
-  int kernels = 4;
-  std::vector<int> hidden{64, 64};
-  Activation activation = Activation::swish;
-  bool time_input = true;
+  int kernels = 0;
+  std::vector<int> hidden;
+  Activation activation = Activation::identity;
+  bool time_input = false;
   bool trainable = false;                 // trainable interpolation g_t
-  std::vector<int> g_hidden{64, 64};
-  std::vector<int> c_hidden{32};
-  int steps = 50;                         // RK4 steps (steps + 1 trajectory points)
-  bool deformation = true;                // false: reverse-KL baseline
+  std::vector<int> g_hidden;
+  std::vector<int> c_hidden;
+  int steps = 0;                          // RK4 steps (steps + 1 trajectory points)
+  bool deformation = false;               // false: reverse-KL baseline
   bool importance_weights = false;        // Eq. 9 weights (per-batch normalised)
-  int time_chunk = 1;                     // trajectory points evaluated at once in the loss
-  double output_gain = 1.0;               // init scale of V's last layer
+  int time_chunk = 0;                     // trajectory points evaluated at once in the loss
+  double output_gain = 0;                 // init scale of V's last layer
   int train_batch = 0;                    // largest loss batch (0: max_batch); the loss
                                           // buffers scale with it, sampling ones with max_batch
 };

@@ -42,14 +42,17 @@ template <class T>
 struct NhfImpl;
 }
 
+/// The flow's architecture. No defaults of its own: whoever builds the flow
+/// sets every field (the program from its settings, src/run/model_config.cpp;
+/// tests explicitly); the zero values are not a usable flow.
 struct NhfSpec {
-  std::vector<int> hidden{128, 128};
-  Activation activation = Activation::softplus;
+  std::vector<int> hidden;
+  Activation activation = Activation::identity;
   bool fixed_kinetic = false;
-  int steps = 10;        // leapfrog steps L
-  double time = 1.0;     // integration time T = L dt
-  bool elbo = true;      // density estimation from samples; false: reverse KL (sampling)
-  int dataset_size = 5000;
+  int steps = 0;         // leapfrog steps L
+  double time = 0;       // integration time T = L dt
+  bool elbo = false;     // density estimation from samples; false: reverse KL (sampling)
+  int dataset_size = 0;
   // elbo minibatches: false, each point drawn uniformly with replacement; true,
   // epochs: a fresh random order of the data set per epoch, consecutive
   // samples (over steps and ranks) taking consecutive points of it, so every

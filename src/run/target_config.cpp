@@ -9,15 +9,17 @@ Config with_presets(Config cfg) {
   auto preset = [&](const std::string& key, double value) {
     if (!cfg.is_set(key)) cfg.set(key, fmt_num(value), "preset " + name);
   };
+  if (name.rfind("phi4", 0) != 0) return cfg;
+  const Phi4Params p = phi4_preset(name);
   if (name == "phi4") {
-    preset("target.m", 0.5);
-    preset("target.lambda", 1.0 / 16.0);
-    preset("target.alpha", 0.01);
+    preset("target.m", p.m);
+    preset("target.lambda", p.lambda);
+    preset("target.alpha", p.alpha);
   } else if (name == "phi4-dw") {
-    preset("target.m", 3.0);
-    preset("target.lambda", 1.0);
-  } else if (name == "phi4-general") {
-    preset("target.alpha", 0.0);
+    preset("target.m", p.m);
+    preset("target.lambda", p.lambda);
+  } else {
+    preset("target.alpha", p.alpha);
   }
   return cfg;
 }

@@ -8,9 +8,9 @@
 
 namespace bf {
 
-/// `cfg` with the values the target's preset uses for the keys it leaves unset
-/// (phi4: target.m 0.5, target.lambda 1/16, target.alpha 0.01; phi4-dw: m 3,
-/// lambda 1; phi4-general: alpha 0), each with the origin "preset NAME", so the
+/// `cfg` with the values the target's preset uses (physics' phi4_preset) for the
+/// keys it leaves unset (phi4: target.m, target.lambda, target.alpha; phi4-dw: m,
+/// lambda; phi4-general: alpha), each with the origin "preset NAME", so the
 /// resolved config records them. A pure function of its argument.
 Config with_presets(Config cfg);
 
