@@ -786,3 +786,33 @@ TEST(Parameters, InitialisationIsAPureFunctionOfSeedAndIndex) {
   EXPECT_EQ(a.slice("n.W0").offset % ParameterLayout::kAlign, 0u);
   EXPECT_EQ(a.slice("n.b1").offset % ParameterLayout::kAlign, 0u);
 }
+
+// The flows' network rows of (x, t): the value row, then unit tangents along x's axes and, with
+// k = d + 1, along t; each row as written out here.
+TEST(Derivatives, AxisTangentRowsAreTheValueRowThenUnitTangents) {
+  const int n = 3, d = 2;
+  const std::vector<double> xs{0.5, -1.0, 2.0, 0.25, -3.0, 1.5}, ts{0.1, 0.6, 0.9};
+  Matrix<double> x("x", n, d), rows("rows", n * (d + 2), d + 1);
+  Vector<double> t("t", n);
+  auto hx = Kokkos::create_mirror_view(x);
+  auto ht = Kokkos::create_mirror_view(t);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < d; ++j) hx(i, j) = xs[i * d + j];
+    ht(i) = ts[i];
+  }
+  Kokkos::deep_copy(x, hx);
+  Kokkos::deep_copy(t, ht);
+  for (int k : {0, d, d + 1}) {
+    Kokkos::deep_copy(rows, -7.0);
+    axis_tangent_rows<double>(n, d, Rows<const double>(x.data(), n, d), Span<const double>(t.data(), n), k,
+                              Rows<double>(rows.data(), n * (1 + k), d + 1));
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rows);
+    for (int i = 0; i < n; ++i) {
+      const int r0 = i * (1 + k);
+      for (int j = 0; j < d; ++j) EXPECT_EQ(h(r0, j), xs[i * d + j]);
+      EXPECT_EQ(h(r0, d), ts[i]);
+      for (int tau = 1; tau <= k; ++tau)
+        for (int j = 0; j <= d; ++j) EXPECT_EQ(h(r0 + tau, j), j == tau - 1 ? 1.0 : 0.0) << k << " " << i << " " << tau;
+    }
+  }
+}

@@ -67,7 +67,7 @@ double CnfImpl<T>::deformation_loss(const Vector<T>& params, const Vector<T>& gr
     const Matrix<T> g1 = Kokkos::subview(grad1, std::make_pair(0, m), Kokkos::ALL());
     base.energy_grad(ConstMatrix<T>(xc), f0, g0);
     target.energy_grad(ConstMatrix<T>(xc), f1, g1);
-    tangent_rows<T>(m, D, xc, tc, D, rows_of<T>(vrows, 0, (1 + D) * m));
+    axis_tangent_rows<T>(m, D, xc, tc, D, rows_of<T>(vrows, 0, (1 + D) * m));
     const Rows<const T> vo = v->forward(params, wv, m, D, rows_of<const T>(vrows, 0, (1 + D) * m));
     time_rows<T>(m, tc, rows_of<T>(crows, 0, m));
     const Rows<const T> co = c->forward(params, wc, m, 0, rows_of<const T>(crows, 0, m));
@@ -157,7 +157,7 @@ DeformationTerms CnfFlow<T>::terms(const Vector<T>& params, const std::vector<do
   const Matrix<T> g1 = Kokkos::subview(m.grad1, std::make_pair(0, n), Kokkos::ALL());
   m.base.energy_grad(ConstMatrix<T>(x), e0, g0);
   m.target.energy_grad(ConstMatrix<T>(x), e1, g1);
-  detail::tangent_rows<T>(n, D, x, t, D, rows_of<T>(m.vrows, 0, (1 + D) * n));
+  axis_tangent_rows<T>(n, D, x, t, D, rows_of<T>(m.vrows, 0, (1 + D) * n));
   auto vo = Kokkos::create_mirror_view_and_copy(
       Kokkos::HostSpace(), m.v->forward(params, m.wv, n, D, rows_of<const T>(m.vrows, 0, (1 + D) * n)));
   detail::time_rows<T>(n, t, rows_of<T>(m.crows, 0, n));
@@ -169,7 +169,7 @@ DeformationTerms CnfFlow<T>::terms(const Vector<T>& params, const std::vector<do
     // their combination along (V, 1)): a workspace of its own, this is a diagnostic.
     auto wg = m.g->workspace((2 + D) * n);
     Matrix<T> grows("cnf_terms_grows", (2 + D) * n, D + 1);
-    detail::tangent_rows<T>(n, D, x, t, D + 1, rows_of<T>(grows, 0, (2 + D) * n));
+    axis_tangent_rows<T>(n, D, x, t, D + 1, rows_of<T>(grows, 0, (2 + D) * n));
     go = Kokkos::create_mirror_view_and_copy(
         Kokkos::HostSpace(), m.g->forward(params, wg, n, D + 1, rows_of<const T>(grows, 0, (2 + D) * n)));
   }

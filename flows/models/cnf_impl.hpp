@@ -10,19 +10,6 @@
 
 namespace bf::detail {
 
-/// Network rows for n samples: value row [x_i, t_i], then k axis tangents e_0 … e_{k−1}
-/// (k = D: the divergence; k = D + 1 adds the time tangent [0, 1]).
-template <class T>
-void tangent_rows(int n, int d, const Rows<const T>& x, const Span<const T>& t, int k, const Rows<T>& rows) {
-  Kokkos::parallel_for(
-      "bf::cnf_value_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        const std::int64_t r0 = row_of(i, 0, k);
-        for (int j = 0; j < d; ++j) rows(r0, j) = x(i, j);
-        rows(r0, d) = t(i);
-      });
-  if (k > 0) set_axis_tangents<T>(rows, n, k, 0);
-}
-
 template <class T>
 void fill_value(const Span<T>& v, int n, T value) {
   Kokkos::parallel_for(
@@ -78,7 +65,7 @@ struct CnfVelocity {
   void velocity(int n, const Rows<const T>& x, T t, const Rows<T>& out_v, const Span<T>& out_div, bool with_div) {
     const int D = m.dim, k = with_div ? D : 0;
     fill_value<T>(head(m.t, n), n, t);
-    tangent_rows<T>(n, D, x, head(m.t, n), k, rows_of<T>(m.vrows, 0, (1 + k) * n));
+    axis_tangent_rows<T>(n, D, x, head(m.t, n), k, rows_of<T>(m.vrows, 0, (1 + k) * n));
     // Inference: nothing runs V backwards from here (the adjoint re-runs each stage with its context kept).
     const Rows<const T> out = m.v->forward(params, m.wv, n, k, rows_of<const T>(m.vrows, 0, (1 + k) * n), false);
     for_each_element("bf::cnf_velocity", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
@@ -93,7 +80,7 @@ struct CnfVelocity {
   void forward(int n, const Rows<const T>& x, T t, const Span<T>& div) {
     const int D = m.dim;
     fill_value<T>(head(m.t, n), n, t);
-    tangent_rows<T>(n, D, x, head(m.t, n), D, rows_of<T>(m.vrows, 0, (1 + D) * n));
+    axis_tangent_rows<T>(n, D, x, head(m.t, n), D, rows_of<T>(m.vrows, 0, (1 + D) * n));
     const Rows<const T> out = m.v->forward(params, m.wv, n, D, rows_of<const T>(m.vrows, 0, (1 + D) * n));
     divergence<T>(out, n, D, D, div);
   }

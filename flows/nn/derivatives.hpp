@@ -30,6 +30,21 @@ void set_axis_tangents(const Rows<T>& rows, int batch, int k, int first) {
       });
 }
 
+/// The input rows of a network of (x, t) for n samples, in one kernel: value
+/// row [x_i, t_i] (d + 1 columns), then k axis tangents e_0 … e_{k−1} (k = d:
+/// the divergence; k = d + 1 adds the time tangent [0, …, 0, 1]).
+template <class T>
+void axis_tangent_rows(int n, int d, const Rows<const T>& x, const Span<const T>& t, int k, const Rows<T>& rows) {
+  Kokkos::parallel_for(
+      "bf::axis_tangent_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const std::int64_t r0 = row_of(i, 0, k);
+        for (int j = 0; j < d; ++j) rows(r0, j) = x(i, j);
+        rows(r0, d) = t(i);
+        for (int tau = 1; tau <= k; ++tau)
+          for (int j = 0; j <= d; ++j) rows(r0 + tau, j) = (j == tau - 1) ? T(1) : T(0);
+      });
+}
+
 /// div(i) = Σ_{j<D} out(row_of(i, 1 + j, k), j): tangents 1..D along the first D axes (k ≥ D tangents in all).
 template <class T>
 void divergence(const Rows<const T>& out, int batch, int dim, int k, const Span<T>& div) {
