@@ -21,13 +21,11 @@ namespace bf {
 template <class T>
 void set_axis_tangents(const Rows<T>& rows, int batch, int k, int first) {
   const int c = static_cast<int>(rows.extent(1));
-  Kokkos::parallel_for(
-      "bf::axis_tangents", Policy(0, static_cast<std::int64_t>(k) * batch), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / k;
-        const int tau = static_cast<int>(e - i * k) + 1;
-        const std::int64_t r = row_of(i, tau, k);
-        for (int j = 0; j < c; ++j) rows(r, j) = j == first + tau - 1 ? T(1) : T(0);
-      });
+  for_each_element("bf::axis_tangents", batch, k, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t t) {
+    const int tau = static_cast<int>(t) + 1;
+    const std::int64_t r = row_of(i, tau, k);
+    for (int j = 0; j < c; ++j) rows(r, j) = j == first + tau - 1 ? T(1) : T(0);
+  });
 }
 
 /// The input rows of a network of (x, t) for n samples, in one kernel: value
@@ -59,12 +57,9 @@ void divergence(const Rows<const T>& out, int batch, int dim, int k, const Span<
 /// g(i, j) = out(row_of(i, 1 + j, k), 0): input gradient of a scalar network.
 template <class T>
 void scalar_gradient(const Rows<const T>& out, int batch, int dim, int k, const Rows<T>& g) {
-  Kokkos::parallel_for(
-      "bf::scalar_gradient", Policy(0, static_cast<std::int64_t>(batch) * dim), KOKKOS_LAMBDA(const std::int64_t e) {
-        const std::int64_t i = e / dim;
-        const int j = static_cast<int>(e - i * dim);
-        g(i, j) = out(row_of(i, 1 + j, k), 0);
-      });
+  for_each_element("bf::scalar_gradient", batch, dim, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+    g(i, j) = out(row_of(i, 1 + static_cast<int>(j), k), 0);
+  });
 }
 
 /// ∇E at rows x [n x D] of a scalar network E by reverse mode, into g: a
