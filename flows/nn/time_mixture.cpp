@@ -1,5 +1,7 @@
 #include "flows/nn/time_mixture.hpp"
 
+#include "flows/elementwise.hpp"
+
 #include <stdexcept>
 
 namespace bf {
@@ -72,30 +74,24 @@ Rows<T> TimeMixture<T>::forward(const Vector<T>& params, Workspace& ws, int batc
   Rows<const T> net_in = in;
   if (!spec_.time_input) {
     const Matrix<T> sp = ws.space_in;
-    Kokkos::parallel_for(
-        "bf::tm_space_in", Policy(0, static_cast<std::int64_t>(rows) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t r = e / D;
-          const int j = static_cast<int>(e - r * D);
-          sp(r, j) = in(r, j);
-        });
+    for_each_element("bf::tm_space_in", rows, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t j) {
+      sp(r, j) = in(r, j);
+    });
     net_in = rows_of<const T>(sp, 0, rows);
   }
   const Matrix<T> out = ws.out;
   for (int c = 0; c < K; ++c) {
     const Rows<T> y = nets_[c].forward(params, ws.nets[c], batch, k, net_in, keep);
     const bool first = c == 0;
-    Kokkos::parallel_for(
-        "bf::tm_combine", Policy(0, static_cast<std::int64_t>(batch) * n_out), KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t i = e / n_out;
-          const int j = static_cast<int>(e - i * n_out);
-          const std::int64_t r0 = row_of(i, 0, k);
-          const T r = rho(i, c), dr = drho(i, c), yv = y(r0, j);
-          out(r0, j) = (first ? T(0) : out(r0, j)) + r * yv;
-          for (int t = 1; t <= k; ++t) {
-            const std::int64_t q = r0 + t;
-            out(q, j) = (first ? T(0) : out(q, j)) + r * y(q, j) + dr * in(q, D) * yv;
-          }
-        });
+    for_each_element("bf::tm_combine", batch, n_out, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+      const std::int64_t r0 = row_of(i, 0, k);
+      const T r = rho(i, c), dr = drho(i, c), yv = y(r0, j);
+      out(r0, j) = (first ? T(0) : out(r0, j)) + r * yv;
+      for (int t = 1; t <= k; ++t) {
+        const std::int64_t q = r0 + t;
+        out(q, j) = (first ? T(0) : out(q, j)) + r * y(q, j) + dr * in(q, D) * yv;
+      }
+    });
   }
   return rows_of<T>(out, 0, rows);
 }
@@ -110,31 +106,24 @@ void TimeMixture<T>::reverse(const Vector<T>& params, const Vector<T>& grad, Wor
   const bool want_in = adj_x.data() != nullptr && D > 0;
   for (int c = 0; c < K; ++c) {
     // Adjoints of MLP_c's outputs: ρ_c Ḡ on every row, plus ρ'_c ṫ Ḡ_tangent on the value rows.
-    Kokkos::parallel_for(
-        "bf::tm_adjoint_split", Policy(0, static_cast<std::int64_t>(batch) * n_out),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t i = e / n_out;
-          const int j = static_cast<int>(e - i * n_out);
-          const std::int64_t r0 = row_of(i, 0, k);
-          const T r = rho(i, c), dr = drho(i, c);
-          T v = r * adj_out(r0, j);
-          for (int t = 1; t <= k; ++t) {
-            const std::int64_t q = r0 + t;
-            v += dr * in(q, D) * adj_out(q, j);
-            gk(q, j) = r * adj_out(q, j);
-          }
-          gk(r0, j) = v;
-        });
+    for_each_element("bf::tm_adjoint_split", batch, n_out, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+      const std::int64_t r0 = row_of(i, 0, k);
+      const T r = rho(i, c), dr = drho(i, c);
+      T v = r * adj_out(r0, j);
+      for (int t = 1; t <= k; ++t) {
+        const std::int64_t q = r0 + t;
+        v += dr * in(q, D) * adj_out(q, j);
+        gk(q, j) = r * adj_out(q, j);
+      }
+      gk(r0, j) = v;
+    });
     const Rows<T> adj_in_net = want_in ? rows_of<T>(ak, 0, rows) : Rows<T>();
     nets_[c].reverse(params, grad, ws.nets[c], rows_of<const T>(gk, 0, rows), adj_in_net);
     if (want_in) {
       const bool first = c == 0;
-      Kokkos::parallel_for(
-          "bf::tm_adjoint_in", Policy(0, static_cast<std::int64_t>(rows) * D), KOKKOS_LAMBDA(const std::int64_t e) {
-            const std::int64_t r = e / D;
-            const int j = static_cast<int>(e - r * D);
-            adj_x(r, j) = (first ? T(0) : adj_x(r, j)) + ak(r, j);
-          });
+      for_each_element("bf::tm_adjoint_in", rows, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t j) {
+        adj_x(r, j) = (first ? T(0) : adj_x(r, j)) + ak(r, j);
+      });
     }
   }
 }
