@@ -29,8 +29,8 @@ namespace bf {
 ///   and λ ← λ_new (x' = x + …, so λ reaches x directly too).
 /// The adjoint needs the 4 stage points of each step (`stages`); it re-runs each stage with the
 /// divergence, so a forward without it can still have I: the adjoint adds the stage's b_i h d_i to
-/// `integral` when one is given. The adjoint's stage times are t0 + (s + c_i) h, the forward's
-/// t0 + s h + c_i h (the same time, written as the code always has: the two may differ in the last bit).
+/// `integral` when one is given. The adjoint evaluates each stage at the forward's time, computed
+/// the same way ((t0 + s h) + c_i h), so it is the exact adjoint of the steps that ran.
 template <class T>
 class Rk4 {
  public:
@@ -106,6 +106,7 @@ class Rk4 {
     const Span<T> div(div_.data(), n);
     const bool with_integral = integral.extent(0) > 0;
     const T hh = static_cast<T>(h);
+    const double t = t0 + s * h;  // the step's start, as integrate() computes it
     const T cw[4] = {T(1) / T(6), T(2) / T(6), T(2) / T(6), T(1) / T(6)};  // b_i
     const T back[4] = {T(0), T(0.5), T(0.5), T(1)};                         // a_i
     const double toff[4] = {0.0, 0.5, 0.5, 1.0};
@@ -119,7 +120,7 @@ class Rk4 {
         xs(i, j) = stages(static_cast<std::int64_t>(st) * n + i, j);
         vbar(i, j) = kb(i, j) + c * hh * lambda(i, j);
       });
-      field.forward(n, xs, static_cast<T>(t0 + (s + toff[st]) * h), div);
+      field.forward(n, xs, static_cast<T>(t + toff[st] * h), div);
       if (with_integral)
         Kokkos::parallel_for(
             "bf::rk4_adjoint_integral", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { integral(i) += c * hh * div(i); });
