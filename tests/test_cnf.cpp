@@ -16,8 +16,8 @@ using bf::test::TestRng;
 namespace {
 
 using test::central_difference;
-std::vector<double> host(const Vector<double>& v) { return test::host_values(v); }
-Vector<double> device(const std::vector<double>& v) { return test::device_values(v); }
+using test::to_host;
+const auto device = test::device_vec<double>;
 double central(const std::function<double(double)>& f, double h = 1e-4) { return central_difference(f, h); }
 void expect_close(double fd, double an, double scale, double tol, const std::string& what) {
   EXPECT_LE(std::fabs(fd - an), tol * std::fmax(std::fabs(an), scale)) << what << ": fd " << fd << " vs " << an;
@@ -55,7 +55,7 @@ CnfSetup make(const std::string& target, bool deformation, bool trainable, int s
   s.flow = std::make_unique<CnfFlow<double>>(*s.target, base, spec, batch);
   Vector<double> p("p", s.flow->layout().size());
   s.flow->initialize(p, 3u);
-  s.params = host(p);
+  s.params = to_host(p);
   // Non-zero everywhere (g starts at zero by design; biases too): perturb.
   TestRng r(5);
   for (double& v : s.params) v += 0.2 * r.normal();
@@ -138,11 +138,11 @@ TEST(Cnf, LossGradientsMatchFiniteDifferences) {
     };
     Vector<double> grad("grad", s.params.size());
     const double l0 = s.flow->loss_and_grad(device(s.params), grad, b, coll);
-    const auto g = host(grad);
+    const auto g = to_host(grad);
     if (c.deformation) {
       Vector<double> g2("g2", s.params.size());
       EXPECT_EQ(s.flow->deformation_loss_on_last_trajectory(device(s.params), g2), l0);
-      EXPECT_EQ(host(g2), g) << "the same loss and gradient on the stored trajectory";
+      EXPECT_EQ(to_host(g2), g) << "the same loss and gradient on the stored trajectory";
     }
     TestRng r(13);
     const std::string what = c.target + (c.deformation ? (c.trainable ? " deformation/trainable" : " deformation/linear")
@@ -200,7 +200,7 @@ TEST(Cnf, ReverseKlLossIsTheSamplersLogDensityPlusEnergy) {
     s.flow->sample(p, 11, Purpose::base_sample, 4, 100, x, lq);
     s.target->energy(ConstMatrix<double>(x), f);
     double want = 0;
-    const auto hl = host(lq), hf = host(f);
+    const auto hl = to_host(lq), hf = to_host(f);
     for (int i = 0; i < batch; ++i) want += hl[i] + hf[i];
     EXPECT_NEAR(loss, want, 1e-10 * std::fmax(1.0, std::fabs(want))) << target;
   }
@@ -266,7 +266,7 @@ TEST(Cnf, Rk4MatchesTheLinearFieldClosedForm) {
   GeneralizedGaussian::gaussian(D, 1.0)->sample(7u, Purpose::test, 0, 0, zs);
   Vector<double> lp0("lp0", 3);
   GeneralizedGaussian::gaussian(D, 1.0)->log_density(zs, lp0);
-  const auto hl = host(lq), hp = host(lp0);
+  const auto hl = to_host(lq), hp = to_host(lp0);
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(hl[i], hp[i] - (A[0][0] + A[1][1]), 1e-12);
 }
 
@@ -288,7 +288,7 @@ TEST(Cnf, BackwardIntegrationInvertsForward) {
     Vector<double> lq("lq", 6), lqb("lqb", 6);
     s.flow->sample(p, 3u, Purpose::test, 0, 0, xs, lq);
     s.flow->log_density(p, xs, lqb);
-    const auto a = host(lq), b = host(lqb);
+    const auto a = to_host(lq), b = to_host(lqb);
     for (int i = 0; i < 6; ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << target;
   }
 }
@@ -309,7 +309,7 @@ TEST(Cnf, LossWorkspaceFollowsTheTrainingBatch) {
     const double l1 = small.flow->loss_and_grad(device(small.params), g1, b, LocalCollective());
     const double l2 = large.flow->loss_and_grad(device(large.params), g2, b, LocalCollective());
     EXPECT_EQ(l1, l2);
-    EXPECT_EQ(host(g1), host(g2));
+    EXPECT_EQ(to_host(g1), to_host(g2));
     b.count = b.global = 6;
     EXPECT_THROW(large.flow->loss_and_grad(device(large.params), g2, b, LocalCollective()), std::logic_error);
     Matrix<double> x("x", 40, 3);

@@ -19,37 +19,9 @@ using bf::test::TestRng;
 
 namespace {
 
-template <class T>
-Vector<T> device_vec(const std::vector<double>& v) {
-  Vector<T> d("v", v.size());
-  auto h = Kokkos::create_mirror_view(d);
-  for (std::size_t i = 0; i < v.size(); ++i) h(i) = static_cast<T>(v[i]);
-  Kokkos::deep_copy(d, h);
-  return d;
-}
-
-template <class T>
-Matrix<T> device_mat(const std::vector<double>& v, int rows, int cols) {
-  Matrix<T> d("m", rows, cols);
-  auto h = Kokkos::create_mirror_view(d);
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) h(i, j) = static_cast<T>(v[static_cast<std::size_t>(i) * cols + j]);
-  Kokkos::deep_copy(d, h);
-  return d;
-}
-
-template <class V>
-std::vector<double> to_host(const V& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  std::vector<double> out;
-  if constexpr (V::rank == 1) {
-    for (std::size_t i = 0; i < v.extent(0); ++i) out.push_back(static_cast<double>(h(i)));
-  } else {
-    for (std::size_t i = 0; i < v.extent(0); ++i)
-      for (std::size_t j = 0; j < v.extent(1); ++j) out.push_back(static_cast<double>(h(i, j)));
-  }
-  return out;
-}
+using bf::test::device_mat;
+using bf::test::device_vec;
+using bf::test::to_host;
 
 std::vector<double> random_vec(TestRng& r, std::size_t n, double scale = 1.0) {
   std::vector<double> v(n);

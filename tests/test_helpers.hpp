@@ -30,25 +30,37 @@ std::vector<std::vector<double>> host_rows(const Matrix<T>& m) {
   return out;
 }
 
+/// Host values (row-major for a matrix) in a new device vector or matrix of T.
 template <class T>
-std::vector<double> host_vector(const Vector<T>& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  std::vector<double> out(v.extent(0));
-  for (std::size_t i = 0; i < v.extent(0); ++i) out[i] = static_cast<double>(h(i));
-  return out;
-}
-
-/// A device vector's values on the host; host values in a new device vector.
-inline std::vector<double> host_values(const Vector<double>& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  return std::vector<double>(h.data(), h.data() + h.extent(0));
-}
-inline Vector<double> device_values(const std::vector<double>& v) {
-  Vector<double> d("device_values", v.size());
+Vector<T> device_vec(const std::vector<double>& v) {
+  Vector<T> d("test_vector", v.size());
   auto h = Kokkos::create_mirror_view(d);
-  for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
+  for (std::size_t i = 0; i < v.size(); ++i) h(i) = static_cast<T>(v[i]);
   Kokkos::deep_copy(d, h);
   return d;
+}
+template <class T>
+Matrix<T> device_mat(const std::vector<double>& v, int rows, int cols) {
+  Matrix<T> d("test_matrix", rows, cols);
+  auto h = Kokkos::create_mirror_view(d);
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) h(i, j) = static_cast<T>(v[static_cast<std::size_t>(i) * cols + j]);
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+
+/// A device vector's or matrix's values on the host, as doubles (row-major; always a real copy).
+template <class V>
+std::vector<double> to_host(const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  std::vector<double> out;
+  if constexpr (V::rank == 1) {
+    for (std::size_t i = 0; i < v.extent(0); ++i) out.push_back(static_cast<double>(h(i)));
+  } else {
+    for (std::size_t i = 0; i < v.extent(0); ++i)
+      for (std::size_t j = 0; j < v.extent(1); ++j) out.push_back(static_cast<double>(h(i, j)));
+  }
+  return out;
 }
 
 /// Central difference of s -> f(s) at 0, Richardson-extrapolated over steps h and h/2

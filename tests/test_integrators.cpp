@@ -158,18 +158,6 @@ struct AnalyticHamiltonian {
   }
 };
 
-Matrix<double> to_device(const std::vector<double>& v, int n, int d) {
-  Matrix<double> m("test_rows", n, d);
-  auto h = Kokkos::create_mirror_view(m);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) h(i, j) = v[static_cast<std::size_t>(i) * d + j];
-  Kokkos::deep_copy(m, h);
-  return m;
-}
-std::vector<double> to_host(const Matrix<double>& m) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
-  return std::vector<double>(h.data(), h.data() + h.size());
-}
 std::vector<double> randoms(TestRng& r, std::size_t n, double scale) {
   std::vector<double> v(n);
   for (double& x : v) x = scale * r.normal();
@@ -191,12 +179,12 @@ struct Rk4Problem {
   double loss(const std::vector<double>& x, const std::vector<double>& theta) const {
     AnalyticField f(theta[0], theta[1], theta[2]);
     Rk4<double> rk4(kN, kD);
-    Matrix<double> xd = to_device(x, kN, kD);
+    Matrix<double> xd = bf::test::device_mat<double>(x, kN, kD);
     Vector<double> I("I", kN);
     rk4.integrate(f, kN, Rows<double>(xd.data(), kN, kD), Span<double>(I.data(), kN), t0, h, kSteps, true,
                   Matrix<double>(), Matrix<double>());
-    double s = dot(w, to_host(xd));
-    for (double v : bf::test::host_values(I)) s += mu * v;
+    double s = dot(w, bf::test::to_host(xd));
+    for (double v : bf::test::to_host(I)) s += mu * v;
     return s;
   }
 };
@@ -212,14 +200,14 @@ TEST(Integrators, Rk4AdjointMatchesFiniteDifferences) {
     Rk4Problem P{randoms(r, kN * kD, 0.7), randoms(r, kN * kD, 1.0), {0.8, -0.6, 0.3}, -0.7, h > 0 ? 0.25 : 1.0, h};
     AnalyticField f(P.th[0], P.th[1], P.th[2]);
     Rk4<double> rk4(kN, kD);
-    Matrix<double> xd = to_device(P.x0, kN, kD), stages("stages", 4 * kSteps * kN, kD);
+    Matrix<double> xd = bf::test::device_mat<double>(P.x0, kN, kD), stages("stages", 4 * kSteps * kN, kD);
     Vector<double> I("I", kN), I_adj("I_adjoint", kN);
     rk4.integrate(f, kN, Rows<double>(xd.data(), kN, kD), Span<double>(I.data(), kN), P.t0, h, kSteps, true,
                   Matrix<double>(), stages);
-    Matrix<double> lam = to_device(P.w, kN, kD);
+    Matrix<double> lam = bf::test::device_mat<double>(P.w, kN, kD);
     rk4.adjoint(f, kN, Rows<double>(lam.data(), kN, kD), P.mu, Span<double>(I_adj.data(), kN), P.t0, h, kSteps,
                 stages);
-    const std::vector<double> gx = to_host(lam), If = bf::test::host_values(I), Ia = bf::test::host_values(I_adj);
+    const std::vector<double> gx = bf::test::to_host(lam), If = bf::test::to_host(I), Ia = bf::test::to_host(I_adj);
     for (int i = 0; i < kN; ++i) EXPECT_NEAR(Ia[i], If[i], 1e-13 * (1 + std::fabs(If[i]))) << "integral " << i;
     for (std::size_t e = 0; e < P.x0.size(); ++e) {
       const double fd = central_difference(
@@ -254,9 +242,9 @@ struct LeapfrogProblem {
   double loss(const std::vector<double>& q, const std::vector<double>& p, const std::vector<double>& theta) const {
     AnalyticHamiltonian H(theta[0], theta[1], theta[2], theta[3]);
     Leapfrog<double> lf(kN, kD, kSteps);
-    Matrix<double> qd = to_device(q, kN, kD), pd = to_device(p, kN, kD);
+    Matrix<double> qd = bf::test::device_mat<double>(q, kN, kD), pd = bf::test::device_mat<double>(p, kN, kD);
     lf.integrate(H, kN, Rows<double>(qd.data(), kN, kD), Rows<double>(pd.data(), kN, kD), dt, false);
-    return dot(wq, to_host(qd)) + dot(wp, to_host(pd));
+    return dot(wq, bf::test::to_host(qd)) + dot(wp, bf::test::to_host(pd));
   }
 };
 }  // namespace
@@ -270,11 +258,11 @@ TEST(Integrators, LeapfrogAdjointMatchesFiniteDifferences) {
                       randoms(r, kN * kD, 1.0), {0.5, -0.3, 0.9, 0.6}, dt};
     AnalyticHamiltonian H(P.th[0], P.th[1], P.th[2], P.th[3]);
     Leapfrog<double> lf(kN, kD, kSteps);
-    Matrix<double> qd = to_device(P.q0, kN, kD), pd = to_device(P.p0, kN, kD);
+    Matrix<double> qd = bf::test::device_mat<double>(P.q0, kN, kD), pd = bf::test::device_mat<double>(P.p0, kN, kD);
     lf.integrate(H, kN, Rows<double>(qd.data(), kN, kD), Rows<double>(pd.data(), kN, kD), dt, true);
-    Matrix<double> b = to_device(P.wq, kN, kD), a = to_device(P.wp, kN, kD);
+    Matrix<double> b = bf::test::device_mat<double>(P.wq, kN, kD), a = bf::test::device_mat<double>(P.wp, kN, kD);
     lf.adjoint(H, kN, Rows<double>(b.data(), kN, kD), Rows<double>(a.data(), kN, kD), dt);
-    const std::vector<double> gq = to_host(b), gp = to_host(a);
+    const std::vector<double> gq = bf::test::to_host(b), gp = bf::test::to_host(a);
     for (std::size_t e = 0; e < P.q0.size(); ++e) {
       const double fq = central_difference(
           [&](double s) {

@@ -16,8 +16,8 @@ using bf::test::TestRng;
 
 namespace {
 
-std::vector<double> host(const Vector<double>& v) { return test::host_values(v); }
-Vector<double> device(const std::vector<double>& v) { return test::device_values(v); }
+using test::to_host;
+const auto device = test::device_vec<double>;
 double central(const std::function<double(double)>& f, double h) { return test::central_difference(f, h); }
 
 struct NhfSetup {
@@ -48,7 +48,7 @@ NhfSetup make(const std::string& target, bool fixed, bool elbo, Activation act, 
   s.flow = std::make_unique<NhfFlow<double>>(*s.target, pr, spec, 6, 9u);
   Vector<double> p("p", s.flow->layout().size());
   s.flow->initialize(p, 2u);
-  s.params = host(p);
+  s.params = to_host(p);
   TestRng r(3);
   for (double& v : s.params) v += 0.3 * r.normal();  // biases and the mass matrix away from zero
   return s;
@@ -161,7 +161,7 @@ TEST(Nhf, LossGradientsMatchFiniteDifferences) {
     };
     Vector<double> grad("grad", s.params.size());
     s.flow->loss_and_grad(device(s.params), grad, b, coll);
-    const auto g = host(grad);
+    const auto g = to_host(grad);
     TestRng r(11);
     const std::string what = c.target + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL");
     for (int trial = 0; trial < 3; ++trial) {

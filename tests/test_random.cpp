@@ -124,7 +124,7 @@ TEST(Samplers, GeneralizedGaussianNormaliserByQuadrature) {
     Vector<double> e("e", n);
     d.energy(test::device_matrix(pts), e);
     double z = 0;
-    for (double v : test::host_vector(e)) z += std::exp(-v) * h;
+    for (double v : test::to_host(e)) z += std::exp(-v) * h;
     EXPECT_NEAR(std::log(z), d.log_z(), 1e-10) << "p = " << p;
     EXPECT_NEAR(GeneralizedGaussian(16, sigma, p).log_z(), 16 * std::log(z), 1e-8) << "p = " << p << ", D = 16";
   }

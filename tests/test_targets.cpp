@@ -96,7 +96,7 @@ double energy_at(const Distribution& d, const std::vector<double>& x) {
   Matrix<double> m = test::device_matrix({x});
   Vector<double> e("e", 1);
   d.energy(m, e);
-  return test::host_vector(e)[0];
+  return test::to_host(e)[0];
 }
 
 }  // namespace
@@ -114,7 +114,7 @@ TEST(Targets, GradientMatchesCentralFiniteDifferences) {
     Matrix<double> g("g", pts.size(), d);
     c.dist->energy_grad(x, e, g);
     const auto gh = test::host_rows(g);
-    const auto eh = test::host_vector(e);
+    const auto eh = test::to_host(e);
     for (std::size_t k = 0; k < pts.size(); ++k) {
       EXPECT_NEAR(eh[k], energy_at(*c.dist, pts[k]), 1e-12 * (1.0 + std::fabs(eh[k]))) << c.label;
       std::vector<double> v(d);
@@ -166,7 +166,7 @@ TEST(Targets, FloatMatchesDouble) {
     Matrix<float> gf("gf", n, d);
     c.dist->energy_grad(xd, ed, gd);
     c.dist->energy_grad(xf, ef, gf);
-    const auto edh = test::host_vector(ed), efh = test::host_vector(ef);
+    const auto edh = test::to_host(ed), efh = test::to_host(ef);
     const auto gdh = test::host_rows(gd), gfh = test::host_rows(gf);
     for (int i = 0; i < n; ++i) {
       // Supernova: 31 bins of distance moduli near 40 lose ~1e-5 each in float.
@@ -280,7 +280,7 @@ TEST(Targets, MixturesAreNormalised) {
     Vector<double> e("e", pts.size());
     d->energy(x, e);
     double z = 0;
-    for (double v : test::host_vector(e)) z += std::exp(-v) * h * h;
+    for (double v : test::to_host(e)) z += std::exp(-v) * h * h;
     EXPECT_NEAR(z, 1.0, 1e-6) << name;
     EXPECT_EQ(d->log_z(), 0.0);
   }

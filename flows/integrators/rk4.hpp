@@ -37,8 +37,7 @@ class Rk4 {
   Rk4() = default;
   Rk4(int max_batch, int dim)
       : xs_("rk4_stage_point", max_batch, dim), k_("rk4_k", max_batch, dim), acc_("rk4_acc", max_batch, dim),
-        lnew_("rk4_lambda_new", max_batch, dim), kbar_("rk4_kbar", max_batch, dim), vbar_("rk4_vbar", max_batch, dim),
-        xbar_("rk4_xbar", max_batch, dim), div_("rk4_div", max_batch), dacc_("rk4_dacc", max_batch) {}
+        div_("rk4_div", max_batch), dacc_("rk4_dacc", max_batch) {}
 
   /// One step from (x, I) at time t, in place. `stages`, if not empty, receives the 4 stage
   /// points (4 n rows, stage-major); `point`, if not empty, the step's start x (n rows).
@@ -101,8 +100,13 @@ class Rk4 {
   void adjoint_step(Field& field, int n, const Rows<T>& lambda, T mu, const Span<T>& integral, double t0, int s,
                     double h, const Rows<const T>& stages) {
     const int D = static_cast<int>(lambda.extent(1));
-    const Rows<T> lnew = head_rows(lnew_, n), kb = head_rows(kbar_, n), xs = head_rows(xs_, n),
-                  vbar = head_rows(vbar_, n), xbar = head_rows(xbar_, n);
+    if (kbar_.extent(0) == 0) {  // first adjoint: a flow that only samples never holds these two
+      kbar_ = Matrix<T>("rk4_kbar", xs_.extent(0), xs_.extent(1));
+      xbar_ = Matrix<T>("rk4_xbar", xs_.extent(0), xs_.extent(1));
+    }
+    // The forward's k and accumulator are free during the adjoint: they hold λ_new and v̄.
+    const Rows<T> lnew = head_rows(acc_, n), kb = head_rows(kbar_, n), xs = head_rows(xs_, n),
+                  vbar = head_rows(k_, n), xbar = head_rows(xbar_, n);
     const Span<T> div(div_.data(), n);
     const bool with_integral = integral.extent(0) > 0;
     const T hh = static_cast<T>(h);
@@ -145,7 +149,7 @@ class Rk4 {
   }
 
  private:
-  Matrix<T> xs_, k_, acc_, lnew_, kbar_, vbar_, xbar_;
+  Matrix<T> xs_, k_, acc_, kbar_, xbar_;  // kbar_, xbar_: allocated by the first adjoint_step
   Vector<T> div_, dacc_;
 };
 

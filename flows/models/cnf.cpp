@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "flows/host_rows.hpp"
 #include "flows/models/cnf_impl.hpp"
 
 namespace bf {
@@ -287,22 +288,15 @@ void CnfFlow<T>::integrate(const Vector<T>& params, std::vector<double>& xv, std
   detail::CnfImpl<T>& m = *m_;
   const int D = m.dim, n = static_cast<int>(xv.size()) / D;
   if (n > m.max_batch) throw std::logic_error("cnf integrate: too many points");
-  auto hx = Kokkos::create_mirror_view(m.x);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < D; ++j) hx(i, j) = static_cast<T>(xv[i * D + j]);
-  Kokkos::deep_copy(m.x, hx);
+  rows_to_device(xv, 0, n, m.x);
   const Span<T> dint = detail::head(m.divint, n);
   detail::fill_value<T>(dint, n, T(0));
   detail::CnfVelocity<T> field{m, params, Vector<T>()};
   m.rk4.integrate(field, n, head_rows(m.x, n), dint, backward ? 1.0 : 0.0, (backward ? -1.0 : 1.0) / m.spec.steps,
                   m.spec.steps, true, Matrix<T>(), Matrix<T>());
-  Kokkos::deep_copy(hx, m.x);
+  xv = rows_to_host<T>(m.x, n);
   auto hd = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.divint);
-  div_integral.assign(n, 0.0);
-  for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < D; ++j) xv[i * D + j] = static_cast<double>(hx(i, j));
-    div_integral[i] = static_cast<double>(hd(i));
-  }
+  div_integral.assign(hd.data(), hd.data() + n);
 }
 
 template struct detail::CnfImpl<float>;

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "flows/models/cnf.hpp"
+#include "flows/host_rows.hpp"
 #include "flows/models/cnf_impl.hpp"
 
 namespace bf {
@@ -122,12 +123,8 @@ template <class T>
 std::vector<double> CnfFlow<T>::last_trajectory_point(int n) const {
   const detail::CnfImpl<T>& m = *m_;
   if (!m.spec.deformation || m.last_count == 0) throw std::logic_error("cnf: no deformation trajectory stored");
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.traj);
-  std::vector<double> out;
-  for (int i = 0; i < m.last_count; ++i)
-    for (int j = 0; j < m.dim; ++j)
-      out.push_back(static_cast<double>(h(static_cast<std::int64_t>(n) * m.last_count + i, j)));
-  return out;
+  return rows_to_host<T>(rows_of<const T>(m.traj, static_cast<std::int64_t>(n) * m.last_count, m.last_count),
+                         m.last_count);
 }
 
 template <class T>
@@ -145,10 +142,7 @@ DeformationTerms CnfFlow<T>::terms(const Vector<T>& params, const std::vector<do
   detail::CnfImpl<T>& m = *m_;
   if (!m.spec.deformation) throw std::logic_error("cnf terms: a deformation-loss model is needed");
   const int D = m.dim, n = static_cast<int>(xv.size()) / D;
-  auto hx = Kokkos::create_mirror_view(m.x);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < D; ++j) hx(i, j) = static_cast<T>(xv[i * D + j]);
-  Kokkos::deep_copy(m.x, hx);
+  rows_to_device(xv, 0, n, m.x);
   const Span<T> t = detail::head(m.t, n);
   detail::fill_value<T>(t, n, static_cast<T>(tv));
   const Rows<const T> x = rows_of<const T>(m.x, 0, n);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "flows/host_rows.hpp"
 #include "flows/models/nhf_impl.hpp"
 #include "flows/noise.hpp"
 
@@ -304,35 +305,14 @@ void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose pur
   }
 }
 
-namespace {
-// Host rows → the first n rows of a device matrix, and back.
-template <class T>
-void to_device(const std::vector<double>& v, int n, int d, const Matrix<T>& m) {
-  auto h = Kokkos::create_mirror_view(m);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) h(i, j) = static_cast<T>(v[static_cast<std::size_t>(i) * d + j]);
-  Kokkos::deep_copy(m, h);
-}
-template <class T>
-void to_host(const Matrix<T>& m, int n, int d, std::vector<double>& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m);
-  v.resize(static_cast<std::size_t>(n) * d);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) v[static_cast<std::size_t>(i) * d + j] = static_cast<double>(h(i, j));
-}
-}  // namespace
-
 template <class T>
 std::vector<double> NhfFlow<T>::potential(const Vector<T>& params, const std::vector<double>& points) {
   detail::NhfImpl<T>& m = *m_;
   const int D = m.dim, total = static_cast<int>(points.size()) / D;
   std::vector<double> out(total);
-  auto hq = Kokkos::create_mirror_view(m.q);
   for (int c0 = 0; c0 < total; c0 += m.max_batch) {
     const int n = std::min(m.max_batch, total - c0);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < D; ++j) hq(i, j) = static_cast<T>(points[static_cast<std::size_t>(c0 + i) * D + j]);
-    Kokkos::deep_copy(m.q, hq);
+    rows_to_device(points, c0, n, m.q);
     const Rows<const T> v = m.v->forward(params, m.wv, n, 0, rows_of<const T>(m.q, 0, n), false);
     auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
     for (int i = 0; i < n; ++i) out[c0 + i] = static_cast<double>(hv(i, 0));
@@ -345,12 +325,10 @@ std::vector<double> NhfFlow<T>::potential_gradient(const Vector<T>& params, cons
   detail::NhfImpl<T>& m = *m_;
   const int D = m.dim, n = static_cast<int>(points.size()) / D;
   if (n > m.max_batch) throw std::logic_error("nhf potential_gradient: too many points");
-  to_device(points, n, D, m.q);
+  rows_to_device(points, 0, n, m.q);
   detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
   H.grad_v(n, head_rows(m.q, n), head_rows(m.a, n));
-  std::vector<double> g;
-  to_host(m.a, n, D, g);
-  return g;
+  return rows_to_host<T>(m.a, n);
 }
 
 template <class T>
@@ -376,12 +354,12 @@ void NhfFlow<T>::leapfrog(const Vector<T>& params, std::vector<double>& qv, std:
   detail::NhfImpl<T>& m = *m_;
   const int D = m.dim, n = static_cast<int>(qv.size()) / D;
   if (n > m.max_batch) throw std::logic_error("nhf leapfrog: too many points");
-  to_device(qv, n, D, m.q);
-  to_device(pv, n, D, m.p);
+  rows_to_device(qv, 0, n, m.q);
+  rows_to_device(pv, 0, n, m.p);
   detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
   m.leapfrog.integrate(H, n, head_rows(m.q, n), head_rows(m.p, n), static_cast<T>(dt), false);
-  to_host(m.q, n, D, qv);
-  to_host(m.p, n, D, pv);
+  qv = rows_to_host<T>(m.q, n);
+  pv = rows_to_host<T>(m.p, n);
 }
 
 template struct detail::NhfImpl<float>;
