@@ -57,6 +57,19 @@ TEST(Config, MalformedAndImpossibleValuesAreRejected) {
   EXPECT_NE(error_of([&] { c.set("target.m", "nan", "x"); }).find("finite"), std::string::npos);
   EXPECT_NE(error_of([&] { c.set("target.shape", "8x1", "x"); }).find("out of range"), std::string::npos);
   EXPECT_NE(error_of([&] { c.set("target.shape", "", "x"); }).find("needs a value"), std::string::npos);
+  // A malformed list names its key; well-formed spellings still parse.
+  for (const char* bad : {"64,,64", ",64", "64,", "64, ,64", "8xx8", "64;"}) {
+    const std::string e = error_of([&] { c.set("model.hidden", bad, "cfg.ini:3"); });
+    EXPECT_NE(e.find("malformed list"), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("cfg.ini:3: model.hidden"), std::string::npos) << e;
+  }
+  EXPECT_NE(error_of([&] { c.set("model.hidden", "64,abc", "x"); }).find("not a number"), std::string::npos);
+  for (const char* good : {"64,64", "64, 64", "64 ,64", "64 64", " 64,64 ", "64;64"}) {
+    c.set("model.hidden", good, "x");
+    EXPECT_EQ(c.get_ints("model.hidden"), (std::vector<long long>{64, 64})) << good;
+  }
+  c.set("target.shape", "8 x 8", "x");
+  EXPECT_EQ(c.get_ints("target.shape"), (std::vector<long long>{8, 8}));
   EXPECT_NE(error_of([&] { c.load_string("[target\nname=gmm4\n", "f"); }).find("malformed section"),
             std::string::npos);
   EXPECT_NE(error_of([&] { c.load_string("name = gmm4\n", "f"); }).find("outside any [section]"), std::string::npos);

@@ -73,13 +73,34 @@ double parse_real(const std::string& text, const std::string& what) {
 }
 
 std::vector<double> parse_reals(const std::string& text, const std::string& what) {
-  std::string t = text;
-  for (char& c : t)
-    if (c == ',' || c == 'x' || c == ';') c = ' ';
-  std::istringstream is(t);
+  // Items are separated by whitespace or by one ',', ';' or 'x' (with optional
+  // spaces around it). An empty item -- "64,,64", ",64", "64," -- is an error,
+  // not a silently shorter list.
   std::vector<double> out;
   std::string tok;
-  while (is >> tok) out.push_back(parse_real(tok, what));
+  bool separator = false;  // a ',', ';' or 'x' since the last item
+  auto malformed = [&] {
+    throw InputError(what + ": '" + text + "' is a malformed list (an empty item between separators)");
+  };
+  auto flush = [&] {
+    if (tok.empty()) return;
+    out.push_back(parse_real(tok, what));
+    tok.clear();
+    separator = false;
+  };
+  for (char c : text) {
+    if (c == ' ' || c == '\t') {
+      flush();
+    } else if (c == ',' || c == ';' || c == 'x') {
+      if (tok.empty() && (out.empty() || separator)) malformed();
+      flush();
+      separator = true;
+    } else {
+      tok += c;
+    }
+  }
+  flush();
+  if (separator) malformed();
   return out;
 }
 

@@ -73,7 +73,7 @@ class Config {
 /// Parses helpers shared by Config and command options.
 long long parse_int(const std::string& text, const std::string& what);
 double parse_real(const std::string& text, const std::string& what);
-/// Lists: "1, 2, 3", "1 2 3", or "8x8" (IntList).
+/// Lists: "1, 2, 3", "1 2 3", or "8x8" (IntList); an empty item ("64,,64") is an error.
 std::vector<double> parse_reals(const std::string& text, const std::string& what);
 
 /// One line per key: "--section.key  (default)  help".
