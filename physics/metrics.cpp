@@ -88,12 +88,26 @@ ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x) {
   if (n == 0) return r;
   Vector<int> mode("mode_of_sample", n);
   target.assign_modes(x, mode);
+  Vector<int> finite("sample_is_finite", n);
+  std::int64_t bad = 0;
+  Kokkos::parallel_reduce(
+      "bf::metrics_non_finite", Policy(0, n),
+      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) {
+        const double* xi = row(x, i);
+        bool ok = true;
+        for (int j = 0; j < d; ++j) ok = ok && kmath::isfinite(xi[j]);
+        finite(i) = ok ? 1 : 0;
+        acc += ok ? 0 : 1;
+      },
+      bad);
+  r.non_finite = bad;
   for (int k = 0; k < n_modes; ++k) {
     const Vector<double> m = to_device(ms.means[k], "mode_mean");
     double dmin = 0;
     Kokkos::parallel_reduce(
         "bf::metrics_mode_dist", Policy(0, n),
         KOKKOS_LAMBDA(const std::int64_t i, double& acc) {
+          if (!finite(i)) return;
           const double* xi = row(x, i);
           double d2 = 0.0;
           for (int j = 0; j < d; ++j) {
@@ -106,7 +120,7 @@ ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x) {
     std::int64_t c = 0;
     Kokkos::parallel_reduce(
         "bf::metrics_mode_count", Policy(0, n),
-        KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) { acc += mode(i) == k ? 1 : 0; }, c);
+        KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) { acc += finite(i) && mode(i) == k ? 1 : 0; }, c);
     r.min_dist2[k] = dmin;
     r.count[k] = c;
   }
@@ -120,6 +134,7 @@ ModeSums merge(const ModeSums& a, const ModeSums& b) {
     r.min_dist2[k] = std::fmin(a.min_dist2[k], b.min_dist2[k]);
     r.count[k] = a.count[k] + b.count[k];
   }
+  r.non_finite = a.non_finite + b.non_finite;
   return r;
 }
 
@@ -267,6 +282,7 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
   Metrics m;
   const ImportanceSummary rev = summarize(sums.reverse);
   m.samples = rev.n;
+  m.non_finite_samples = sums.modes.non_finite;
   m.reverse_kl = rev.kl;
   m.reverse_ess = rev.ess;
   m.log_z = rev.log_mean_w;

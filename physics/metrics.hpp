@@ -8,7 +8,9 @@
 //   forward KL (+ log Z) = −mean(log v),  forward ESS = (mean v)² / mean(v²)
 // Hausdorff = max over modes m of min_i |m − x_i|; mode coverage = fraction of
 // samples assigned to each mode, and its total-variation distance to the
-// modes' weights.
+// modes' weights. Both over the finite samples only: a sample with a NaN or
+// infinite coordinate is counted (non_finite) and reported, never assigned to
+// a mode or taken as near one.
 //
 // Every figure is built from *sums* that merge exactly: the largest log weight
 // first, then sums of exp(log w − max) rescaled to the common max, minima of
@@ -51,8 +53,9 @@ struct ImportanceSummary {
 ImportanceSummary summarize(const LogWeightSums& s);
 
 struct ModeSums {
-  std::vector<double> min_dist2;       // per mode: min_i |m − x_i|²
-  std::vector<std::int64_t> count;     // per mode: samples assigned to it
+  std::vector<double> min_dist2;       // per mode: min_i |m − x_i|² over finite samples
+  std::vector<std::int64_t> count;     // per mode: finite samples assigned to it
+  std::int64_t non_finite = 0;         // samples with a non-finite coordinate
 };
 /// Mode sums of a rank's samples x [n x D] under target's modes.
 ModeSums mode_sums(const Distribution& target, const ConstMatrix<double>& x);
@@ -106,6 +109,7 @@ struct HistogramReport {
 
 struct Metrics {
   std::int64_t samples = 0;
+  std::int64_t non_finite_samples = 0;  // of `samples`; left out of Hausdorff and mode coverage
   double reverse_kl = 0, reverse_ess = 0, log_z = 0, log_z_stderr = 0;
   bool has_forward = false;
   std::int64_t forward_samples = 0;

@@ -136,6 +136,41 @@ TEST(MpiMetrics, ReductionEqualsSerial) {
   }
 }
 
+// Samples with a NaN or infinite coordinate are counted, and left out of the
+// mode coverage and the Hausdorff distance (they were assigned to a mode).
+TEST(MpiMetrics, NonFiniteSamplesAreCountedNotAssigned) {
+  const auto tgt = target("gmm4");
+  const auto& means = tgt->modes().means;
+  ASSERT_EQ(means.size(), 4u);
+  const double nan = std::nan(""), inf = INFINITY;
+  // Rows 0–7 sit on the four modes, two each; rows 8–11 are not finite.
+  std::vector<std::vector<double>> all;
+  for (int i = 0; i < 8; ++i) all.push_back(means[i % 4]);
+  all.push_back({nan, 0.0});
+  all.push_back({inf, 0.0});
+  all.push_back({0.0, -inf});
+  all.push_back({nan, nan});
+  const Slice sl = split_range(static_cast<long long>(all.size()), rank(), size());
+  std::vector<std::vector<double>> mine(all.begin() + sl.begin, all.begin() + sl.end);
+  const Matrix<double> x = test::device_matrix(mine);
+  Vector<double> lq("lq", sl.count());
+  tgt->log_density(x, lq);
+  const MetricSums local = metric_sums(*tgt, x, lq);
+  const Metrics m = finalize(allreduce(local, MPI_COMM_WORLD), *tgt);
+  EXPECT_EQ(m.samples, 12);
+  EXPECT_EQ(m.non_finite_samples, 4);
+  EXPECT_EQ(m.mode_fractions, (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
+  EXPECT_EQ(m.mode_coverage_tv, 0.0);
+  EXPECT_EQ(m.hausdorff, 0.0);
+  EXPECT_EQ(to_json(m).at("non_finite_samples").get<long long>(), 4);
+  const auto per_rank = gather_to_root(local, MPI_COMM_WORLD);
+  if (rank() == 0) {
+    MetricSums merged = per_rank[0];
+    for (std::size_t r = 1; r < per_rank.size(); ++r) merged = merge(merged, per_rank[r]);
+    EXPECT_EQ(finalize(merged, tgt->modes()).non_finite_samples, 4) << "gathered and merged";
+  }
+}
+
 TEST(MpiMetrics, ExactSamplerHasUnitEssAndZeroKl) {
   const long long n = 30000;
   for (const std::string name : {"gmm4", "gmm2asym", "gmm9"}) {

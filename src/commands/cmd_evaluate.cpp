@@ -238,7 +238,8 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
   for (std::string d; std::getline(in, d);) dirs.push_back(d);
 
   const std::vector<std::string> metric_cols{"reverse_kl", "reverse_ess", "log_z",  "log_z_stderr",
-                                             "forward_kl", "forward_ess", "hausdorff", "mode_coverage_tv"};
+                                             "forward_kl", "forward_ess", "hausdorff", "mode_coverage_tv",
+                                             "non_finite_samples"};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> numbers;  // [run][metric]
   std::vector<Config> configs;               // [run], empty where the run failed to load
@@ -256,7 +257,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
       const Evaluation ev = evaluate_checkpoint(env, run, d, samples);
       const Metrics& m = ev.global;
       nums = {m.reverse_kl, m.reverse_ess, m.log_z, m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff,
-              m.mode_coverage_tv};
+              m.mode_coverage_tv, static_cast<double>(m.non_finite_samples)};
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
       step = run.ckpt.step;
       cfg = run.cfg;

@@ -15,6 +15,7 @@ std::vector<double> pack(const MetricSums& s) {
                         s.forward.max, s.forward.s1, s.forward.s2, s.forward.sum_log, static_cast<double>(k)};
   for (std::size_t c = 0; c < k; ++c) v.push_back(s.modes.min_dist2[c]);
   for (std::size_t c = 0; c < k; ++c) v.push_back(static_cast<double>(s.modes.count[c]));
+  v.push_back(static_cast<double>(s.modes.non_finite));
   const auto& o = s.observables;
   v.push_back(static_cast<double>(o.o1.size()));
   for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
@@ -31,7 +32,8 @@ MetricSums unpack(const double* v) {
   const std::size_t k = static_cast<std::size_t>(v[11]);
   for (std::size_t c = 0; c < k; ++c) s.modes.min_dist2.push_back(v[12 + c]);
   for (std::size_t c = 0; c < k; ++c) s.modes.count.push_back(static_cast<std::int64_t>(v[12 + k + c]));
-  const double* ob = v + 12 + 2 * k;
+  s.modes.non_finite = static_cast<std::int64_t>(v[12 + 2 * k]);
+  const double* ob = v + 13 + 2 * k;
   const std::size_t m = static_cast<std::size_t>(ob[0]);
   auto& o = s.observables;
   o.o1.assign(ob + 1, ob + 1 + m);
@@ -60,7 +62,8 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   double sums[6] = {r.s1, r.s2, r.sum_log, f.s1, f.s2, f.sum_log}, gsums[6];
   MPI_Allreduce(sums, gsums, 6, MPI_DOUBLE, MPI_SUM, comm);
   const std::size_t k = local.modes.count.size();
-  std::vector<std::int64_t> counts{local.reverse.n, local.forward.n, local.has_forward ? 1 : 0};
+  std::vector<std::int64_t> counts{local.reverse.n, local.forward.n, local.has_forward ? 1 : 0,
+                                   local.modes.non_finite};
   counts.insert(counts.end(), local.modes.count.begin(), local.modes.count.end());
   std::vector<std::int64_t> gcounts(counts.size());
   MPI_Allreduce(counts.data(), gcounts.data(), static_cast<int>(counts.size()), MPI_INT64_T, MPI_SUM, comm);
@@ -74,7 +77,8 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   g.forward = {gcounts[1], gmx[1], gsums[3], gsums[4], gsums[5]};
   g.has_forward = gcounts[2] == size;
   g.modes.min_dist2 = gmin;
-  g.modes.count.assign(gcounts.begin() + 3, gcounts.end());
+  g.modes.non_finite = gcounts[3];
+  g.modes.count.assign(gcounts.begin() + 4, gcounts.end());
   // Observables: plain sums, and weighted sums at the common max.
   const std::size_t m = local.observables.o1.size();
   if (m > 0) {
@@ -114,14 +118,15 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
 
 std::string metrics_table_header() {
   return "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
-         "hausdorff  cover_tv\n";
+         "hausdorff  cover_tv  nonfinite\n";
 }
 
 std::string metrics_table_row(const std::string& who, const Metrics& m) {
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g\n",
+  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g %10lld\n",
                 who.c_str(), static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z,
-                m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv);
+                m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv,
+                static_cast<long long>(m.non_finite_samples));
   return buf;
 }
 
@@ -157,6 +162,7 @@ Json to_json(const Metrics& m) {
   j["mode_fractions"] = Json(m.mode_fractions);
   j["mode_weights"] = Json(m.mode_weights);
   j["samples"] = static_cast<long long>(m.samples);
+  j["non_finite_samples"] = static_cast<long long>(m.non_finite_samples);
   if (!m.observables.empty()) {
     Json obs = Json::object();
     for (const auto& o : m.observables) {

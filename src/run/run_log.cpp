@@ -112,7 +112,10 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
   if (m.has_forward) os << "  forward_kl " << fmt_num(m.forward_kl) << "  forward_ess " << fmt_num(m.forward_ess);
   os << "\n  mode fractions:";
   for (double f : m.mode_fractions) os << " " << fmt_num(std::round(f * 1e4) / 1e4);
-  os << "\n";
+  os << " (of the finite samples; non-finite: " << m.non_finite_samples << ")\n";
+  if (m.non_finite_samples > 0)
+    os << "  WARNING: " << m.non_finite_samples << " of " << samples
+       << " samples are NaN or infinite; hausdorff and mode coverage leave them out\n";
   if (!m.observables.empty()) os << "  observables:\n" << observables_text(m);
   if (!potential.empty()) os << "  " << potential << " (" << dir << "/potential.h5)\n";
   if (!histogram_path.empty())
