@@ -281,6 +281,13 @@ TEST(Runner, BadInputExitsWithTwoAndOverwritesNothing) {
       EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
     }
   }
+  // A global batch smaller than the rank count: refused before anything is written.
+  {
+    const auto r = run(boltzflow(2) + " train --out " + d + "/tiny" + kSmall + " --train.batch 1 --train.steps 3");
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_NE(r.output.find("train.batch = 1 is smaller than the number of ranks (2)"), std::string::npos) << r.output;
+    EXPECT_FALSE(dir_exists(d + "/tiny")) << "nothing written";
+  }
   // --out at a different run (a config.ini that differs), without --resume.
   make_dirs(d + "/other_run");
   {
@@ -293,6 +300,61 @@ TEST(Runner, BadInputExitsWithTwoAndOverwritesNothing) {
   EXPECT_EQ(test::read_file(d + "/other_run/config.ini"), "[target]\nname = gmm9\n");
   EXPECT_EQ(test::read_file(d + "/run/checkpoint.h5"), before_ckpt) << "nothing overwritten";
   EXPECT_EQ(test::read_file(d + "/run/metrics.jsonl"), before_metrics) << "nothing overwritten";
+}
+
+// One run per directory: a second training or a --resume while another process
+// holds the directory exits 2 naming the holder and changes nothing; a killed
+// holder leaves no lock behind.
+TEST(Runner, OneRunPerDirectoryAndNoStaleLock) {
+  const std::string d = test::temp_dir("lock");
+  ASSERT_EQ(train(1, d + "/run", "--train.steps 5").code, 0);
+  const std::string ckpt = test::read_file(d + "/run/checkpoint.h5");
+  const std::string metrics = test::read_file(d + "/run/metrics.jsonl");
+  const std::string config = test::read_file(d + "/run/config.ini");
+  {
+    RunLock held(d + "/run");  // this test process holds it
+    ASSERT_TRUE(held.held());
+    for (int ranks : {0, 2}) {
+      for (const std::string& extra : {std::string("--train.steps 10 --resume"), std::string("--run.seed 2")}) {
+        const auto r = train(ranks, d + "/run", extra);
+        EXPECT_EQ(r.code, 2) << extra << "\n" << r.output;
+        EXPECT_NE(r.output.find("in use by another boltzflow process"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find(" " + std::to_string(static_cast<long>(getpid()))), std::string::npos)
+            << "names the holder's pid: " << r.output;
+      }
+    }
+    // A process that cannot take the lock truncates nothing, not even the record.
+    EXPECT_NE(test::read_file(d + "/run/.lock").find(std::to_string(static_cast<long>(getpid()))), std::string::npos);
+  }
+  EXPECT_EQ(test::read_file(d + "/run/checkpoint.h5"), ckpt) << "nothing changed";
+  EXPECT_EQ(test::read_file(d + "/run/metrics.jsonl"), metrics) << "nothing changed";
+  EXPECT_EQ(test::read_file(d + "/run/config.ini"), config) << "nothing changed";
+  // Released: the run resumes.
+  const auto resumed = train(1, d + "/run", "--train.steps 10 --resume");
+  EXPECT_EQ(resumed.code, 0) << resumed.output;
+
+  // Two trainings started into one fresh directory: the second is refused
+  // while the first runs, and the first, SIGKILLed, leaves no lock.
+  const std::string slow = "--train.steps 100000 --target.shape 16 --train.batch 2048 --run.eval_every 0";
+  const std::string first = std::string(BOLTZFLOW_BINARY) + " train --out " + d + "/two" + kSmallPhi4 + " " + slow;
+  ASSERT_EQ(std::system(("(" + first + " > " + d + "/log.txt 2>&1; echo $? > " + d + "/exit_code) &").c_str()), 0);
+  bool started = false;
+  for (int i = 0; i < 600 && !started; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    started = test::read_file(d + "/two/metrics.jsonl").find("\"step\"") != std::string::npos;
+  }
+  ASSERT_TRUE(started) << test::read_file(d + "/log.txt");
+  const std::string first_config = test::read_file(d + "/two/config.ini");
+  const auto second = run(boltzflow(0) + " train --out " + d + "/two" + kSmallPhi4 + " " + slow + " --run.seed 2");
+  EXPECT_EQ(second.code, 2) << second.output;
+  EXPECT_NE(second.output.find("in use by another boltzflow process"), std::string::npos) << second.output;
+  EXPECT_EQ(test::read_file(d + "/two/config.ini"), first_config) << "the second run wrote nothing";
+  run("pkill -KILL -f '^" + std::string(BOLTZFLOW_BINARY) + " train --out " + d + "/two'");
+  for (int i = 0; i < 600 && !file_exists(d + "/exit_code"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(file_exists(d + "/exit_code"));
+  EXPECT_EQ(std::stoi(test::read_file(d + "/exit_code")), 137) << test::read_file(d + "/log.txt");
+  RunLock after(d + "/two");
+  EXPECT_TRUE(after.held()) << "a SIGKILLed holder leaves no lock behind";
 }
 
 // A CSV file as rows of fields (quoted fields with "" escapes, as evaluate writes them).

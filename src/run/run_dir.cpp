@@ -1,9 +1,13 @@
 #include "src/run/run_dir.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -29,6 +33,60 @@ void make_dirs(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
     throw InputError("cannot create directory '" + path + "': " + std::strerror(errno));
   if (!dir_exists(path)) throw InputError("'" + path + "' exists and is not a directory");
+}
+
+namespace {
+bool locking_disabled() {
+  const char* v = std::getenv("BOLTZFLOW_LOCKING");
+  if (!v) return false;
+  const std::string s = v;
+  return s == "FALSE" || s == "false" || s == "0" || s == "no" || s == "NO";
+}
+}  // namespace
+
+RunLock::RunLock(const std::string& dir) {
+  if (locking_disabled()) return;
+  const std::string path = RunPaths{dir}.lock();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError("cannot open the run lock '" + path + "': " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::string holder;
+    char buf[256];
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (n > 0) holder.assign(buf, static_cast<std::size_t>(n));
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      throw InputError("'" + dir + "' is in use by another boltzflow process" +
+                       (holder.empty() ? std::string() : " (host and pid: " + holder + ")") +
+                       "; one run per directory. Wait for it to end, or choose another --out. Nothing was changed.");
+    throw InputError("cannot lock '" + path + "': " + std::strerror(err) +
+                     " (on a file system without flock, set BOLTZFLOW_LOCKING=FALSE)");
+  }
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown-host");
+  const std::string me = std::string(host) + " " + std::to_string(static_cast<long>(getpid())) + "\n";
+  // Best effort: the record is for the message only, the flock is the lock.
+  if (::ftruncate(fd, 0) == 0) {
+    [[maybe_unused]] const ssize_t w = ::pwrite(fd, me.data(), me.size(), 0);
+  }
+  fd_ = fd;
+}
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
+}
+
+RunLock::RunLock(RunLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+
+RunLock& RunLock::operator=(RunLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {

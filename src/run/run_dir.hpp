@@ -4,6 +4,8 @@
 //   metrics.jsonl          rank 0: one global row per step (step, time, loss, lr, ...)
 //                          and every metric at evaluation steps
 //   metrics-rank<r>.jsonl  rank r: its local loss and local evaluation figures
+//   .lock                  held (flock) by the training that owns the directory;
+//                          holds "host pid" of the last holder
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,29 @@ struct RunPaths {
   std::string config() const { return dir + "/config.ini"; }
   std::string metrics() const { return dir + "/metrics.jsonl"; }
   std::string rank_metrics(int r) const { return dir + "/metrics-rank" + std::to_string(r) + ".jsonl"; }
+  std::string lock() const { return dir + "/.lock"; }
+};
+
+/// One run per directory: an exclusive flock(2) on DIR/.lock, taken before
+/// anything else in the directory is read or written and held for the life of
+/// the object. The OS releases it when the process dies, however it dies, so a
+/// killed job never leaves a stale lock. The file records "host pid" of the
+/// holder for the message a second process gets. BOLTZFLOW_LOCKING=FALSE (as
+/// HDF5_USE_FILE_LOCKING=FALSE) skips it, for file systems without flock.
+class RunLock {
+ public:
+  RunLock() = default;
+  /// Takes the lock; InputError naming the holder when another process has it.
+  explicit RunLock(const std::string& dir);
+  ~RunLock();
+  RunLock(RunLock&& o) noexcept;
+  RunLock& operator=(RunLock&& o) noexcept;
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
 };
 
 bool file_exists(const std::string& path);

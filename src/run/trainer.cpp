@@ -170,7 +170,7 @@ class Trainer {
     b.count = static_cast<int>(mine_.count());
     b.global = batch_;
     StepResult r;
-    r.local_loss = mine_.count() > 0 ? model_->loss_and_grad(params_, grad_, b, coll_) : 0.0;
+    r.local_loss = model_->loss_and_grad(params_, grad_, b, coll_);  // count ≥ 1 on every rank (run_training)
     allreduce_sum(env_.comm(), grad_, host_grad_);
     r.loss = r.local_loss;
     MPI_Allreduce(MPI_IN_PLACE, &r.loss, 1, MPI_DOUBLE, MPI_SUM, env_.comm());
@@ -404,10 +404,21 @@ int run_training(Environment& env, Config given, bool resume, const FaultPlan& f
   auto target = make_target(settings.target);
   const RunPaths paths{settings.run.out};
   if (paths.dir.empty()) throw InputError("run.out: the run directory must not be empty");
+  // Every rank holds at least one sample of the global batch, so every rank
+  // makes the same collective calls inside the loss (importance weights reduce
+  // over ranks) and in the step.
+  if (settings.train.batch < env.size())
+    throw InputError("train.batch = " + std::to_string(settings.train.batch) + " is smaller than the number of ranks (" +
+                     std::to_string(env.size()) + "): every rank needs at least one sample of the global batch; use " +
+                     "a larger batch or at most " + std::to_string(settings.train.batch) + " ranks");
   TrainState ckpt;
   std::string cfg_text = cfg.to_ini();
+  RunLock lock;  // rank 0's, held until the run ends
   root_agreed(env, [&] {
     if (resume) {
+      if (!dir_exists(paths.dir))
+        throw InputError("--resume: there is no checkpoint to resume in '" + paths.dir + "' (no such directory)");
+      lock = RunLock(paths.dir);
       if (!file_exists(paths.checkpoint()))
         throw InputError("--resume: there is no checkpoint to resume in '" + paths.dir + "' (" + paths.checkpoint() +
                          " does not exist)");
@@ -424,6 +435,8 @@ int run_training(Environment& env, Config given, bool resume, const FaultPlan& f
       for (const auto& k : stored.differences(cfg)) stored.set(k, cfg.raw(k), cfg.origin(k));
       cfg_text = stored.to_ini();
     } else {
+      make_dirs(paths.dir);
+      lock = RunLock(paths.dir);
       if (file_exists(paths.checkpoint()))
         throw InputError("'" + paths.dir + "' already holds a run (" + paths.checkpoint() +
                          "); use --resume to continue it, or choose another --out. Nothing was overwritten.");
@@ -439,7 +452,6 @@ int run_training(Environment& env, Config given, bool resume, const FaultPlan& f
             throw InputError("--out '" + paths.dir + "' points at a different run (" + k + " = " + other.raw(k) +
                              " there, " + cfg.raw(k) + " here); choose another --out. Nothing was overwritten.");
       }
-      make_dirs(paths.dir);
     }
   });
   // The resolved configuration travels in the state's config field.
