@@ -43,7 +43,24 @@ LogWeightSums log_weight_sums(const Kokkos::View<const double*, MemSpace>& log_w
   s.s1 = s1;
   s.s2 = s2;
   s.sum_log = sl;
+  // The tail, on host: the largest log weights in descending order.
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), log_w);
+  s.top = largest_log_weights(std::vector<double>(h.data(), h.data() + s.n));
   return s;
+}
+
+std::vector<double> largest_log_weights(std::vector<double> v) {
+  const std::size_t keep = std::min<std::size_t>(v.size(), LogWeightSums::kTailKeep);
+  auto desc = [](double a, double b) { return a > b || (!std::isnan(a) && std::isnan(b)); };
+  std::partial_sort(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(keep), v.end(), desc);
+  v.resize(keep);
+  return v;
+}
+
+std::size_t pareto_tail_size(std::int64_t n) {
+  const double nn = static_cast<double>(n);
+  const double m = std::floor(std::min(nn / 5.0, 3.0 * std::sqrt(nn)));
+  return std::min<std::size_t>(static_cast<std::size_t>(std::fmax(m, 0.0)), LogWeightSums::kTailKeep - 1);
 }
 
 LogWeightSums merge(const LogWeightSums& a, const LogWeightSums& b) {
@@ -59,7 +76,65 @@ LogWeightSums merge(const LogWeightSums& a, const LogWeightSums& b) {
   r.s1 = x.s1 + y.s1;
   r.s2 = x.s2 + y.s2;
   r.sum_log = a.sum_log + b.sum_log;
+  std::vector<double> both = a.top;
+  both.insert(both.end(), b.top.begin(), b.top.end());
+  r.top = largest_log_weights(std::move(both));
   return r;
+}
+
+// Zhang & Stephens (2009), "A new and efficient estimation method for the
+// generalized Pareto distribution", Technometrics 51. In their parametrisation
+// F(x) = 1 − (1 − b x)^{1/k} with b = k/σ; for fixed b the likelihood is largest
+// at k(b) = −mean log(1 − b x), where the log-likelihood is
+// n (log(b/k) + k − 1) (from log f = −log σ + (1/k − 1) log(1 − b x)). b̂ is the
+// mean of m = 30 + ⌊√n⌋ grid points b_j = 1/x_max + (1 − √(m/(j − ½)))/(3 x_q)
+// (x_q the first quartile; every b_j < 1/x_max) weighted ∝ their likelihoods.
+// The tail shape ξ ("k" of PSIS) is −k(b̂). The weak prior of Vehtari et al.
+// (PSIS, Appendix) pulls it towards ½ by 10 pseudo-points.
+double generalized_pareto_shape(std::vector<double> x) {
+  const std::size_t n = x.size();
+  if (n < 5) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(x.begin(), x.end());
+  const double x_max = x.back();
+  const double x_q = x[static_cast<std::size_t>(std::floor(static_cast<double>(n) / 4.0 + 0.5)) - 1];  // first quartile
+  if (!(x_max > 0) || !(x_q > 0)) return std::numeric_limits<double>::quiet_NaN();
+  const int m = 30 + static_cast<int>(std::floor(std::sqrt(static_cast<double>(n))));
+  std::vector<double> b(m), l(m);
+  auto k_of = [&](double bj) {
+    double acc = 0;
+    for (double v : x) acc += std::log1p(-bj * v);
+    return -acc / static_cast<double>(n);
+  };
+  for (int j = 0; j < m; ++j) {
+    b[j] = 1.0 / x_max + (1.0 - std::sqrt(static_cast<double>(m) / (j + 0.5))) / (3.0 * x_q);
+    const double kj = k_of(b[j]);
+    l[j] = static_cast<double>(n) * (std::log(b[j] / kj) + kj - 1.0);  // the profile log-likelihood
+  }
+  double b_hat = 0, wsum = 0;
+  for (int j = 0; j < m; ++j) {
+    double denom = 0;  // w_j = 1 / Σ_i exp(l_i − l_j), in a form that cannot overflow
+    for (int i = 0; i < m; ++i) denom += std::exp(l[i] - l[j]);
+    const double w = 1.0 / denom;
+    b_hat += w * b[j];
+    wsum += w;
+  }
+  b_hat /= wsum;
+  const double k_zs = k_of(b_hat);  // Zhang & Stephens' k
+  const double xi = -k_zs;
+  const double nn = static_cast<double>(n);
+  return (nn * xi + 10.0 * 0.5) / (nn + 10.0);
+}
+
+double pareto_k_hat(const std::vector<double>& top, std::int64_t n) {
+  std::size_t m = pareto_tail_size(n);
+  m = std::min(m, top.size() > 0 ? top.size() - 1 : 0);
+  if (m < 5 || !std::isfinite(top[0]) || !std::isfinite(top[m])) return std::numeric_limits<double>::quiet_NaN();
+  // Exceedances of the weights over the (M+1)-th largest, relative to the
+  // largest (w/w_max, so nothing overflows; the shape is scale-free).
+  const double u = std::exp(top[m] - top[0]);
+  std::vector<double> x(m);
+  for (std::size_t i = 0; i < m; ++i) x[i] = std::exp(top[i] - top[0]) - u;
+  return generalized_pareto_shape(std::move(x));
 }
 
 ImportanceSummary summarize(const LogWeightSums& s) {
@@ -74,6 +149,10 @@ ImportanceSummary summarize(const LogWeightSums& s) {
   r.ess = (s.s1 * s.s1) / (n * s.s2);  // (Σw/n)² / (Σw²/n); the max cancels
   r.log_mean_w = s.max + std::log(s.s1 / n);
   r.log_mean_w_stderr = std::sqrt(std::fmax(0.0, 1.0 / r.ess - 1.0) / n);
+  r.n_eff = r.ess * n;
+  r.pareto_k = pareto_k_hat(s.top, s.n);
+  r.pareto_k_threshold = 0.5;  // the weights' variance, behind the stderr and the ESS, is finite only below ½
+  r.stderr_reliable = std::isfinite(r.pareto_k) && r.pareto_k <= r.pareto_k_threshold && r.n_eff >= 100.0;
   return r;
 }
 
@@ -287,6 +366,10 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
   m.reverse_ess = rev.ess;
   m.log_z = rev.log_mean_w;
   m.log_z_stderr = rev.log_mean_w_stderr;
+  m.reverse_n_eff = rev.n_eff;
+  m.pareto_k = rev.pareto_k;
+  m.pareto_k_threshold = rev.pareto_k_threshold;
+  m.log_z_stderr_reliable = rev.stderr_reliable;
   if (sums.has_forward) {
     const ImportanceSummary fwd = summarize(sums.forward);
     m.has_forward = true;

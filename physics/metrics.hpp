@@ -4,6 +4,16 @@
 //   reverse KL (− log Z) = −mean(log w)
 //   reverse ESS          = (mean w)² / mean(w²)
 //   log Z                = log mean w,   stderr ≈ sqrt((1/ESS − 1)/n)   (delta method)
+//   n_eff                = ESS · n
+//   Pareto k̂             = the shape of a generalized Pareto fitted to the largest
+//                          M = min(n/5, 3√n) weights (Zhang & Stephens 2009, as in
+//                          Vehtari et al.'s Pareto-smoothed importance sampling).
+//                          The weights' variance, which the stderr and the ESS
+//                          estimate, is finite only for k < ½; above ½ the log Z
+//                          error bar is flagged unreliable, as it is when n_eff < 100
+//                          or there are too few samples for the fit (M < 5).
+//                          (Vehtari et al. use 0.7 for Pareto-*smoothed* estimates;
+//                          these are plain importance sampling.)
 // On exact target samples y_j ~ p with log q(y_j):  log v_j = log q(y_j) + f(y_j)
 //   forward KL (+ log Z) = −mean(log v),  forward ESS = (mean v)² / mean(v²)
 // Hausdorff = max over modes m of min_i |m − x_i|; mode coverage = fraction of
@@ -29,11 +39,15 @@
 namespace bf {
 
 struct LogWeightSums {
+  /// How many of the largest log weights a sum keeps for the tail fit: enough
+  /// for M = 3√n up to n ≈ 1.8·10⁶ samples (beyond, the fit uses the largest 4096).
+  static constexpr std::size_t kTailKeep = 4096;
   std::int64_t n = 0;
   double max = -std::numeric_limits<double>::infinity();  // max log w
   double s1 = 0;                                           // Σ exp(log w − max)
   double s2 = 0;                                           // Σ exp(2 (log w − max))
   double sum_log = 0;                                      // Σ log w
+  std::vector<double> top;                                 // the largest log w, descending (≤ kTailKeep)
 
   /// Re-expresses s1, s2 relative to a larger maximum.
   void rescale_to(double new_max);
@@ -49,8 +63,23 @@ struct ImportanceSummary {
   double ess = 0;           // (mean w)² / mean(w²)
   double log_mean_w = 0;    // log mean w
   double log_mean_w_stderr = 0;
+  double n_eff = 0;         // ess · n
+  double pareto_k = std::numeric_limits<double>::quiet_NaN();  // tail shape k̂ (NaN: too few samples)
+  double pareto_k_threshold = 0.5;                              // finite variance below it
+  bool stderr_reliable = false;  // k̂ ≤ threshold and n_eff ≥ 100
 };
 ImportanceSummary summarize(const LogWeightSums& s);
+
+/// M = min(n/5, 3√n), the number of largest weights the tail fit uses (at most kTailKeep).
+std::size_t pareto_tail_size(std::int64_t n);
+/// The largest kTailKeep of `log_w`, descending (NaN last).
+std::vector<double> largest_log_weights(std::vector<double> log_w);
+/// k̂ of a generalized Pareto fitted (Zhang & Stephens 2009, with the weak prior
+/// of Vehtari et al.) to the largest M = min(n/5, 3√n) of n weights, given the
+/// largest log weights in descending order (at least M + 1 of them). NaN when M < 5.
+double pareto_k_hat(const std::vector<double>& top_log_w_descending, std::int64_t n);
+/// The generalized Pareto fit itself on exceedances x_i > 0 (any order): its shape k.
+double generalized_pareto_shape(std::vector<double> exceedances);
 
 struct ModeSums {
   std::vector<double> min_dist2;       // per mode: min_i |m − x_i|² over finite samples
@@ -111,6 +140,10 @@ struct Metrics {
   std::int64_t samples = 0;
   std::int64_t non_finite_samples = 0;  // of `samples`; left out of Hausdorff and mode coverage
   double reverse_kl = 0, reverse_ess = 0, log_z = 0, log_z_stderr = 0;
+  double reverse_n_eff = 0;             // ESS · n
+  double pareto_k = std::numeric_limits<double>::quiet_NaN();  // of the reverse weights
+  double pareto_k_threshold = 0.5;
+  bool log_z_stderr_reliable = false;   // k̂ ≤ threshold and n_eff ≥ 100
   bool has_forward = false;
   std::int64_t forward_samples = 0;
   double forward_kl = std::numeric_limits<double>::quiet_NaN();

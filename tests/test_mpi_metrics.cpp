@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <random>
 
 #include "physics/base_distributions.hpp"
 #include "physics/metrics.hpp"
@@ -114,6 +115,10 @@ TEST(MpiMetrics, ReductionEqualsSerial) {
     expect_rel(global.forward_kl, serial.forward_kl, 1e-12, name + " forward_kl");
     expect_rel(global.forward_ess, serial.forward_ess, 1e-12, name + " forward_ess");
     EXPECT_EQ(global.hausdorff, serial.hausdorff) << name << ": min/max reduce exactly";
+    EXPECT_TRUE(global.pareto_k == serial.pareto_k || (std::isnan(global.pareto_k) && std::isnan(serial.pareto_k)))
+        << name << ": the tail is the same largest weights on any rank count: " << global.pareto_k << " vs "
+        << serial.pareto_k;
+    EXPECT_EQ(global.log_z_stderr_reliable, serial.log_z_stderr_reliable) << name;
     EXPECT_EQ(global.mode_fractions, serial.mode_fractions) << name << ": integer counts";
     ASSERT_EQ(global.observables.size(), serial.observables.size());
     for (std::size_t k = 0; k < global.observables.size(); ++k) {
@@ -168,6 +173,62 @@ TEST(MpiMetrics, NonFiniteSamplesAreCountedNotAssigned) {
     MetricSums merged = per_rank[0];
     for (std::size_t r = 1; r < per_rank.size(); ++r) merged = merge(merged, per_rank[r]);
     EXPECT_EQ(finalize(merged, tgt->modes()).non_finite_samples, 4) << "gathered and merged";
+  }
+}
+
+// The tail fit on exact generalized Pareto draws of known shape ξ:
+// x = σ((1 − u)^{−ξ} − 1)/ξ.
+TEST(Metrics, GeneralizedParetoShapeOfKnownTails) {
+  std::mt19937_64 rng(12345);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  for (double xi : {-0.3, 0.2, 0.5, 0.8, 1.2}) {
+    std::vector<double> x(4000);
+    for (double& v : x) v = 2.0 * (std::pow(1.0 - u01(rng), -xi) - 1.0) / xi;
+    EXPECT_NEAR(generalized_pareto_shape(x), xi, 0.06) << "xi = " << xi;
+  }
+  // Log weights whose top follows a Pareto tail of index 1/ξ: w = (1 − u)^{−ξ}.
+  std::vector<double> lw(200000);
+  for (double& v : lw) v = -0.8 * std::log(1.0 - u01(rng));
+  EXPECT_NEAR(pareto_k_hat(largest_log_weights(lw), static_cast<std::int64_t>(lw.size())), 0.8, 0.1);
+  EXPECT_TRUE(std::isnan(pareto_k_hat({0.0, -1.0, -2.0}, 3))) << "too few samples for a fit";
+}
+
+// log Z's error bar: N(0, I₂) from the proposal N(0, s² I₂). At s = 0.5 the
+// weights have an infinite variance (a tail of shape k = 3/4): flagged. At
+// s = 1.5 they are bounded: reliable, and the error bar is calibrated.
+TEST(MpiMetrics, LogZErrorBarIsFlaggedForHeavyTailsAndCoversOtherwise) {
+  const int D = 2;
+  const long long n = 4096;
+  const auto tgt = GeneralizedGaussian::gaussian(D, 1.0);
+  const Slice sl = split_range(n, rank(), size());
+  for (double s : {0.5, 1.5}) {
+    const auto proposal = GeneralizedGaussian::gaussian(D, s);
+    int flagged = 0, covered = 0;
+    double z2 = 0;  // Σ z², z = (log Ẑ − log Z)/stderr
+    for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+      Matrix<double> x("x", sl.count(), D);
+      Vector<double> lq("lq", sl.count());
+      proposal->sample(seed, Purpose::check_proposal, 0, static_cast<std::uint64_t>(sl.begin), x);
+      proposal->log_density(x, lq);
+      const Metrics m = finalize(allreduce(metric_sums(*tgt, x, lq), MPI_COMM_WORLD), tgt->modes());
+      EXPECT_NEAR(m.reverse_n_eff, m.reverse_ess * n, 1e-9 * n);
+      flagged += m.log_z_stderr_reliable ? 0 : 1;
+      const double z = (m.log_z - tgt->log_z()) / m.log_z_stderr;
+      covered += std::fabs(z) <= 2.5 ? 1 : 0;
+      z2 += z * z;
+      if (s > 1) {
+        EXPECT_LT(m.pareto_k, 0.3) << "bounded weights, seed " << seed;
+      }
+    }
+    if (s < 1) {
+      EXPECT_GE(flagged, 18) << "infinite-variance weights flagged";
+    } else {
+      EXPECT_EQ(flagged, 0);
+      // Calibrated both ways: the ±2.5σ interval covers log Z (a 2× too small
+      // error bar would cover in ~16 of 20), and the rms of z is near 1.
+      EXPECT_GE(covered, 18) << "the 2.5-sigma interval covers log Z";
+      EXPECT_NEAR(std::sqrt(z2 / 20), 1.0, 0.4) << "rms of (log Z estimate − log Z)/stderr";
+    }
   }
 }
 

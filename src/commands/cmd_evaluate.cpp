@@ -239,7 +239,8 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
 
   const std::vector<std::string> metric_cols{"reverse_kl", "reverse_ess", "log_z",  "log_z_stderr",
                                              "forward_kl", "forward_ess", "hausdorff", "mode_coverage_tv",
-                                             "non_finite_samples"};
+                                             "non_finite_samples", "reverse_n_eff", "pareto_k",
+                                             "log_z_stderr_reliable"};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> numbers;  // [run][metric]
   std::vector<Config> configs;               // [run], empty where the run failed to load
@@ -257,7 +258,8 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
       const Evaluation ev = evaluate_checkpoint(env, run, d, samples);
       const Metrics& m = ev.global;
       nums = {m.reverse_kl, m.reverse_ess, m.log_z, m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff,
-              m.mode_coverage_tv, static_cast<double>(m.non_finite_samples)};
+              m.mode_coverage_tv, static_cast<double>(m.non_finite_samples), m.reverse_n_eff, m.pareto_k,
+              m.log_z_stderr_reliable ? 1.0 : 0.0};
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
       step = run.ckpt.step;
       cfg = run.cfg;

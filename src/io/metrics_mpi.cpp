@@ -21,14 +21,18 @@ std::vector<double> pack(const MetricSums& s) {
   for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
   v.push_back(static_cast<double>(o.h.size()));
   for (const auto* a : {&o.h, &o.wh}) v.insert(v.end(), a->begin(), a->end());
+  // The reverse weights' tail, padded to a fixed length (MPI_Gather takes one length).
+  v.push_back(static_cast<double>(s.reverse.top.size()));
+  v.insert(v.end(), s.reverse.top.begin(), s.reverse.top.end());
+  v.resize(v.size() + (LogWeightSums::kTailKeep - s.reverse.top.size()), 0.0);
   return v;
 }
 
 MetricSums unpack(const double* v) {
   MetricSums s;
-  s.reverse = {static_cast<std::int64_t>(v[0]), v[1], v[2], v[3], v[4]};
+  s.reverse = {static_cast<std::int64_t>(v[0]), v[1], v[2], v[3], v[4], {}};
   s.has_forward = v[5] != 0.0;
-  s.forward = {static_cast<std::int64_t>(v[6]), v[7], v[8], v[9], v[10]};
+  s.forward = {static_cast<std::int64_t>(v[6]), v[7], v[8], v[9], v[10], {}};
   const std::size_t k = static_cast<std::size_t>(v[11]);
   for (std::size_t c = 0; c < k; ++c) s.modes.min_dist2.push_back(v[12 + c]);
   for (std::size_t c = 0; c < k; ++c) s.modes.count.push_back(static_cast<std::int64_t>(v[12 + k + c]));
@@ -44,6 +48,8 @@ MetricSums unpack(const double* v) {
   const std::size_t nb = static_cast<std::size_t>(hb[0]);
   o.h.assign(hb + 1, hb + 1 + nb);
   o.wh.assign(hb + 1 + nb, hb + 1 + 2 * nb);
+  const double* tb = hb + 1 + 2 * nb;
+  s.reverse.top.assign(tb + 1, tb + 1 + static_cast<std::size_t>(tb[0]));
   return s;
 }
 
@@ -70,11 +76,40 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   // 3. minimum distances
   std::vector<double> gmin(k);
   MPI_Allreduce(local.modes.min_dist2.data(), gmin.data(), static_cast<int>(k), MPI_DOUBLE, MPI_MIN, comm);
-  int size = 1;
+  int size = 1, rank = 0;
   MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  // 4. the reverse weights' tail: each rank's largest (as many as the fit of
+  // the global n needs) gathered on the root, the largest of them broadcast.
+  std::vector<double> top;
+  {
+    const std::size_t need = pareto_tail_size(gcounts[0]) + 1;
+    const int mine = static_cast<int>(std::min(local.reverse.top.size(), need));
+    std::vector<int> cnt(rank == 0 ? size : 0), displ(rank == 0 ? size : 0);
+    MPI_Gather(&mine, 1, MPI_INT, cnt.data(), 1, MPI_INT, 0, comm);
+    std::vector<double> all;
+    if (rank == 0) {
+      int total = 0;
+      for (int r = 0; r < size; ++r) {
+        displ[r] = total;
+        total += cnt[r];
+      }
+      all.resize(static_cast<std::size_t>(total));
+    }
+    MPI_Gatherv(local.reverse.top.data(), mine, MPI_DOUBLE, all.data(), cnt.data(), displ.data(), MPI_DOUBLE, 0,
+                comm);
+    if (rank == 0) {
+      top = largest_log_weights(std::move(all));
+      if (top.size() > need) top.resize(need);
+    }
+    int len = static_cast<int>(top.size());
+    MPI_Bcast(&len, 1, MPI_INT, 0, comm);
+    top.resize(static_cast<std::size_t>(len));
+    MPI_Bcast(top.data(), len, MPI_DOUBLE, 0, comm);
+  }
 
-  g.reverse = {gcounts[0], gmx[0], gsums[0], gsums[1], gsums[2]};
-  g.forward = {gcounts[1], gmx[1], gsums[3], gsums[4], gsums[5]};
+  g.reverse = {gcounts[0], gmx[0], gsums[0], gsums[1], gsums[2], std::move(top)};
+  g.forward = {gcounts[1], gmx[1], gsums[3], gsums[4], gsums[5], {}};
   g.has_forward = gcounts[2] == size;
   g.modes.min_dist2 = gmin;
   g.modes.non_finite = gcounts[3];
@@ -118,15 +153,29 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
 
 std::string metrics_table_header() {
   return "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
-         "hausdorff  cover_tv  nonfinite\n";
+         "hausdorff  cover_tv  nonfinite      n_eff  pareto_k\n";
 }
 
 std::string metrics_table_row(const std::string& who, const Metrics& m) {
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g %10lld\n",
+  std::snprintf(buf, sizeof buf,
+                "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g %10lld %10.4g %9.3g%s\n",
                 who.c_str(), static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z,
                 m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff, m.mode_coverage_tv,
-                static_cast<long long>(m.non_finite_samples));
+                static_cast<long long>(m.non_finite_samples), m.reverse_n_eff, m.pareto_k,
+                m.log_z_stderr_reliable ? "" : "  (log_z stderr unreliable)");
+  return buf;
+}
+
+std::string log_z_reliability(const Metrics& m) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "log_z error bar: n_eff %.4g of %lld, Pareto k %.3g (threshold %.2g)%s",
+                m.reverse_n_eff, static_cast<long long>(m.samples), m.pareto_k, m.pareto_k_threshold,
+                m.log_z_stderr_reliable
+                    ? ""
+                    : (std::isfinite(m.pareto_k) && m.pareto_k > m.pareto_k_threshold
+                           ? "; UNRELIABLE: the weights' tail is too heavy for the variance estimate"
+                           : "; UNRELIABLE: too few effective samples (n_eff < 100) or too few for the tail fit"));
   return buf;
 }
 
@@ -152,6 +201,10 @@ Json to_json(const Metrics& m) {
   j["reverse_ess"] = m.reverse_ess;
   j["log_z"] = m.log_z;
   j["log_z_stderr"] = m.log_z_stderr;
+  j["log_z_stderr_reliable"] = m.log_z_stderr_reliable;
+  j["reverse_n_eff"] = m.reverse_n_eff;
+  if (std::isfinite(m.pareto_k)) j["pareto_k"] = m.pareto_k;
+  j["pareto_k_threshold"] = m.pareto_k_threshold;
   j["hausdorff"] = m.hausdorff;
   j["mode_coverage_tv"] = m.mode_coverage_tv;
   if (m.has_forward) {

@@ -24,6 +24,9 @@ Json to_json(const Metrics& m);
 /// The header and one row of the per-rank metrics table printed by check and evaluate.
 std::string metrics_table_header();
 std::string metrics_table_row(const std::string& who, const Metrics& m);
+/// One line on how far the log Z error bar can be trusted: n_eff = ESS·n and
+/// the Pareto k̂ of the weights against its threshold, and a warning when either fails.
+std::string log_z_reliability(const Metrics& m);
 
 /// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
 std::string observables_text(const Metrics& m);

@@ -107,7 +107,8 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
   std::ostringstream os;
   os << "done: " << steps << " steps in " << format_duration(wall) << "; final metrics (" << samples << " samples):\n"
      << "  reverse_kl " << fmt_num(m.reverse_kl) << "  reverse_ess " << fmt_num(m.reverse_ess) << "  log_z "
-     << fmt_num(m.log_z) << " +- " << fmt_num(m.log_z_stderr) << "\n  hausdorff " << fmt_num(m.hausdorff)
+     << fmt_num(m.log_z) << " +- " << fmt_num(m.log_z_stderr) << "\n  " << log_z_reliability(m)
+     << "\n  hausdorff " << fmt_num(m.hausdorff)
      << "  mode_coverage_tv " << fmt_num(m.mode_coverage_tv);
   if (m.has_forward) os << "  forward_kl " << fmt_num(m.forward_kl) << "  forward_ess " << fmt_num(m.forward_ess);
   os << "\n  mode fractions:";
