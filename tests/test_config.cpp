@@ -1,9 +1,17 @@
 // The configuration: INI parsing, overrides, validation and its messages.
+#include <Kokkos_Core.hpp>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
 #include <set>
+#include <sstream>
+#include <typeinfo>
 
 #include "src/run/config.hpp"
+#include "src/run/model_config.hpp"
 #include "src/run/settings.hpp"
 #include "src/run/target_config.hpp"
 
@@ -128,4 +136,97 @@ TEST(Settings, PresetsArePure) {
   EXPECT_EQ(r.origin("target.lambda"), "test");
   const Config g = with_presets(Config());  // gmm4: nothing to resolve
   EXPECT_TRUE(g.differences(Config()).empty());
+}
+
+// Fuzz: 10⁴ mutations of the shipped configs (bytes flipped, keys misspelt,
+// values out of range or emptied, lines cut, duplicated or dropped), each read
+// as `train` reads a config: INI, presets, typed settings, the target, the
+// model. Every one is accepted or rejected with an InputError that says
+// something; no other exception escapes, nothing crashes or hangs.
+TEST(Config, FuzzedConfigsAreReadOrRejectedWithAMessage) {
+  std::vector<std::string> texts;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(BOLTZFLOW_SOURCE_DIR) + "/jobs/configs")) {
+    if (e.path().extension() != ".ini") continue;
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    texts.push_back(ss.str());
+  }
+  ASSERT_GE(texts.size(), 20u);
+  std::mt19937_64 rng(2026);
+  auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % std::max<std::size_t>(n, 1)); };
+  const std::vector<std::string> values{"", "-1", "0", "1e300", "nan", "inf", "0x10", "64,,64", ",", "8x", "x8",
+                                        "true", "maybe", "999999999999999999999", "-0", "1.5", "\"3\"", " = "};
+  auto lines_of = [](const std::string& t) {
+    std::vector<std::string> l;
+    std::istringstream in(t);
+    for (std::string s; std::getline(in, s);) l.push_back(s);
+    return l;
+  };
+  static Kokkos::ScopeGuard kokkos;  // the target and the model hold Views (this test program has no MPI main)
+  int accepted = 0, rejected = 0, other = 0;
+  for (int iter = 0; iter < 10000; ++iter) {
+    std::vector<std::string> lines = lines_of(texts[pick(texts.size())]);
+    const int edits = 1 + static_cast<int>(pick(3));
+    for (int e = 0; e < edits && !lines.empty(); ++e) {
+      std::string& l = lines[pick(lines.size())];
+      switch (pick(7)) {
+        case 0:  // flip a byte (any value but newline)
+          if (!l.empty()) l[pick(l.size())] = static_cast<char>(1 + pick(255) == '\n' ? 'x' : 1 + pick(255));
+          break;
+        case 1:  // misspell: swap two neighbours
+          if (l.size() > 1) {
+            const std::size_t p = pick(l.size() - 1);
+            std::swap(l[p], l[p + 1]);
+          }
+          break;
+        case 2: {  // a value replaced
+          const auto eq = l.find('=');
+          if (eq != std::string::npos) l = l.substr(0, eq + 1) + " " + values[pick(values.size())];
+          break;
+        }
+        case 3:  // cut
+          l = l.substr(0, pick(l.size() + 1));
+          break;
+        case 4:  // duplicated
+          lines.push_back(l);
+          break;
+        case 5:  // dropped
+          l.clear();
+          break;
+        default:  // a byte inserted
+          l.insert(pick(l.size() + 1), 1, "=[]#;,. x\t"[pick(10)]);
+      }
+    }
+    std::string text;
+    for (const auto& l : lines) text += l + "\n";
+    try {
+      Config c;
+      c.load_string(text, "fuzz.ini");
+      const Config r = with_presets(c);
+      const Settings s = Settings::from(r);
+      long long sites = 1;
+      for (long long v : s.target.shape) sites *= std::min<long long>(v, 1 << 20);
+      bool small = s.target.name != "supernova" && sites <= 4096 && s.model.kernels <= 16;
+      for (const auto* w : {&s.model.hidden, &s.model.g_hidden, &s.model.c_hidden})
+        for (long long v : *w) small = small && v <= 512;
+      if (small) {
+        const auto target = make_target(s.target);
+        with_precision(s, [&](auto zero) {
+          using T = decltype(zero);
+          return make_model<T>(s, *target, 8, 8) != nullptr;
+        });
+      }
+      ++accepted;
+    } catch (const InputError& e) {
+      EXPECT_GT(std::string(e.what()).size(), 10u) << "a message that says something, for:\n" << text;
+      ++rejected;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not an InputError (" << typeid(e).name() << "): " << e.what() << "\nfor:\n" << text;
+      if (++other >= 20) break;  // enough to see the pattern
+    }
+  }
+  std::printf("fuzzed configs: %d accepted, %d rejected with a message\n", accepted, rejected);
+  EXPECT_GT(accepted, 100) << "some mutations are harmless (a comment, a value in range)";
+  EXPECT_GT(rejected, 1000);
 }
