@@ -25,6 +25,7 @@ enum class Purpose : std::uint32_t {
   sample = 8,           // `boltzflow sample`
   dataset = 9,          // training data sets drawn from a target
   minibatch_order = 10, // the order of a data set in each epoch (epoch minibatches)
+  mcmc = 11,            // `boltzflow sample --mcmc`: the accept/reject uniforms
   test = 100,           // tests
 };
 

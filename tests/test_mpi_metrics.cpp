@@ -8,6 +8,7 @@
 #include <random>
 
 #include "physics/base_distributions.hpp"
+#include "physics/mcmc.hpp"
 #include "physics/metrics.hpp"
 #include "physics/targets.hpp"
 #include "src/io/metrics_mpi.hpp"
@@ -301,4 +302,85 @@ TEST(MpiMetrics, GaussianProposalMatchesClosedForms) {
   EXPECT_NEAR(m.log_z, tgt->log_z(), 5 * m.log_z_stderr);
   EXPECT_LT(m.log_z_stderr, 2e-3);
   EXPECT_GT(std::fabs(m.reverse_ess - 1), 0.04) << "the weights are not constant";
+}
+
+// Independence Metropolis–Hastings: an exact proposal (constant weights) is
+// always accepted.
+TEST(Mcmc, ExactProposalIsAlwaysAccepted) {
+  std::vector<double> lw(1000, -3.25), lu(1000);
+  for (std::size_t t = 0; t < lu.size(); ++t) lu[t] = std::log(RngStream(1, Purpose::test, 0, t).uniform(0));
+  const IndependenceChain c = independence_mh(lw, lu);
+  EXPECT_EQ(c.accepts, 999);
+  for (std::size_t t = 0; t < lw.size(); ++t) EXPECT_EQ(c.state[t], static_cast<std::int64_t>(t));
+  // A NaN proposal is never accepted; from a NaN state any finite one is.
+  std::vector<double> w2{std::nan(""), 0.0, std::nan(""), -1e9};
+  const IndependenceChain d = independence_mh(w2, {0.0, -1e-3, -1e-3, -1e-3});
+  EXPECT_EQ(d.state, (std::vector<std::int64_t>{0, 1, 1, 1}));
+}
+
+// N(0, I₂) from the wider proposal N(0, s² I₂): the acceptance rate is
+// 2 P(|x| > |y|) for x ~ p, y ~ q, = 2 P(F(2,2) > s²) = 2/(1 + s²); the chain's
+// mean and variance are those of p within 4 of their errors.
+TEST(Mcmc, GaussianChainHasTheClosedFormAcceptanceAndTheTargetMoments) {
+  const int D = 2;
+  const double s = 1.5;
+  const long long n = 200000;
+  const auto tgt = GeneralizedGaussian::gaussian(D, 1.0);
+  const auto proposal = GeneralizedGaussian::gaussian(D, s);
+  Matrix<double> x("x", n, D);
+  Vector<double> lq("lq", n), e("e", n);
+  proposal->sample(3u, Purpose::check_proposal, 0, 0, x);
+  proposal->log_density(x, lq);
+  tgt->energy(x, e);
+  const auto hx = test::to_host(x);
+  const auto hq = test::to_host(lq), he = test::to_host(e);
+  std::vector<double> lw(n), lu(n);
+  for (long long t = 0; t < n; ++t) {
+    lw[t] = -he[t] - hq[t];
+    lu[t] = std::log(RngStream(3u, Purpose::mcmc, 0, static_cast<std::uint64_t>(t)).uniform(0));
+  }
+  const IndependenceChain c = independence_mh(lw, lu);
+  const double acc = static_cast<double>(c.accepts) / static_cast<double>(n - 1);
+  EXPECT_NEAR(acc, 2.0 / (1.0 + s * s), 0.006) << "closed form 2/(1 + s²)";
+  for (int j = 0; j < D; ++j) {
+    std::vector<double> v1(n), v2(n);
+    for (long long t = 0; t < n; ++t) {
+      const double xv = hx[static_cast<std::size_t>(c.state[t]) * D + j];
+      v1[t] = xv;
+      v2[t] = xv * xv;
+    }
+    for (int moment = 1; moment <= 2; ++moment) {
+      const auto& v = moment == 1 ? v1 : v2;
+      double m = 0, m2 = 0;
+      for (double a : v) m += a, m2 += a * a;
+      m /= n;
+      const double sd = std::sqrt(m2 / n - m * m);
+      const AutocorrelationTime a = integrated_autocorrelation_time({v});
+      EXPECT_TRUE(a.converged);
+      EXPECT_GT(a.tau, 0.6) << "a chain that rejects is correlated";
+      const double err = sd * std::sqrt(2 * a.tau / n);
+      EXPECT_NEAR(m, moment == 1 ? 0.0 : 1.0, 4 * err) << "coordinate " << j << ", moment " << moment;
+    }
+  }
+}
+
+// τ_int of an AR(1) series o_t = φ o_{t−1} + ε_t is ½ (1 + φ)/(1 − φ); ½ for
+// independent values; equal chains give the τ of one.
+TEST(Mcmc, AutocorrelationTimeOfAnAr1Series) {
+  for (double phi : {0.0, 0.5, 0.8, 0.95}) {
+    std::vector<std::vector<double>> chains(4, std::vector<double>(50000));
+    for (std::size_t c = 0; c < chains.size(); ++c) {
+      double o = 0;
+      for (std::size_t t = 0; t < chains[c].size(); ++t) {
+        o = phi * o + std::sqrt(1 - phi * phi) * RngStream(7, Purpose::test, static_cast<std::uint32_t>(c), t).normal(0);
+        chains[c][t] = o;
+      }
+    }
+    const double exact = 0.5 * (1 + phi) / (1 - phi);
+    const AutocorrelationTime a = integrated_autocorrelation_time(chains);
+    EXPECT_TRUE(a.converged) << phi;
+    EXPECT_NEAR(a.tau, exact, 0.08 * exact + 0.02) << "phi = " << phi;
+  }
+  const std::vector<double> one{1, 2, 1, 2, 3, 1, 2, 2, 3, 1, 1, 2};
+  EXPECT_DOUBLE_EQ(integrated_autocorrelation_time({one, one}).tau, integrated_autocorrelation_time({one}).tau);
 }

@@ -357,6 +357,41 @@ TEST(Runner, OneRunPerDirectoryAndNoStaleLock) {
   EXPECT_TRUE(after.held()) << "a SIGKILLed holder leaves no lock behind";
 }
 
+// Flow-based MCMC end to end: the chains are the same on 1 and 2 ranks, and
+// what the file holds is a chain (each step on its own or the previous state).
+TEST(Runner, McmcChainsDoNotDependOnTheRankCount) {
+  const std::string d = test::temp_dir("mcmc");
+  ASSERT_EQ(train(1, d + "/run", "--train.steps 10").code, 0);
+  const std::string args = " sample --run " + d + "/run --mcmc 300 --chains 3 --burn-in 10 --out ";
+  const auto one = run(boltzflow(1) + args + d + "/one.h5");
+  ASSERT_EQ(one.code, 0) << one.output;
+  EXPECT_NE(one.output.find("acceptance"), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("tau_int"), std::string::npos) << one.output;
+  const auto two = run(boltzflow(2) + args + d + "/two.h5");
+  ASSERT_EQ(two.code, 0) << two.output;
+  h5::Handle a = h5::open_file(d + "/one.h5"), b = h5::open_file(d + "/two.h5");
+  for (const char* name : {"log_w", "chain/state", "chain/accepted", "chain/observables", "chain/tau_int"})
+    EXPECT_EQ(h5::read_array(a, name), h5::read_array(b, name)) << name;
+  const auto state = h5::read_array(a, "chain/state"), acc = h5::read_array(a, "chain/accepted");
+  ASSERT_EQ(state.size(), 900u);
+  for (std::size_t i = 0; i < state.size(); ++i) {
+    const std::size_t t = i % 300;
+    if (t == 0) {
+      EXPECT_EQ(state[i], 0.0);
+    } else {
+      EXPECT_EQ(state[i], acc[i] ? static_cast<double>(t) : state[i - 1]) << "step " << i;
+    }
+  }
+  const double rate = h5::read_double(a, "chain/acceptance");
+  EXPECT_GT(rate, 0.0);
+  EXPECT_LE(rate, 1.0);
+  for (const std::string bad : {" --mcmc 1", " --mcmc 10 --samples 10", " --samples 10 --chains 2", " --mcmc 10 --burn-in 9"}) {
+    const auto r = run(boltzflow(0) + " sample --run " + d + "/run --out " + d + "/bad.h5" + bad);
+    EXPECT_EQ(r.code, 2) << bad << "\n" << r.output;
+    EXPECT_FALSE(file_exists(d + "/bad.h5"));
+  }
+}
+
 // A CSV file as rows of fields (quoted fields with "" escapes, as evaluate writes them).
 std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   std::vector<std::vector<std::string>> rows;
