@@ -89,6 +89,19 @@ class Model {
   virtual bool has_log_density() const { return false; }
   virtual void log_density(const Vector<T>& params, const ConstMatrix<double>& x, const Vector<double>& log_q);
 
+  /// Whether the flow lives on phase space (x, p) (NHF): sample()'s log q is
+  /// then log M(x, p)/r(p|x) at the sample's own momentum p — the figures from
+  /// it are phase-space figures — and marginal_log_density estimates log q(x).
+  virtual bool phase_space() const { return false; }
+  /// Phase-space flows: log q̂_K(x_i) = log mean_k M(x_i, p_k)/r(p_k|x_i) over
+  /// K fresh momenta p_k ~ r(·|x_i), the momentum proposal of the flow's
+  /// output side, drawn from Philox(seed, Purpose::marginal_momentum, stream,
+  /// (first + i)·K + k). exp(log q̂_K) is unbiased for q(x), so E log q̂_K ≤ log q(x),
+  /// rising to it as K grows.
+  virtual void marginal_log_density(const Vector<T>& params, const ConstMatrix<double>& x, int momentum_samples,
+                                    std::uint32_t seed, std::int64_t stream, std::uint64_t first,
+                                    const Vector<double>& log_q);
+
   /// The model's learned potential, for the artifacts written after training; none by default.
   virtual LearnedPotential<T>* learned_potential() { return nullptr; }
 };
@@ -99,5 +112,10 @@ namespace bf {
 template <class T>
 void Model<T>::log_density(const Vector<T>&, const ConstMatrix<double>&, const Vector<double>&) {
   throw std::logic_error(kind() + ": the density cannot be evaluated at given points");
+}
+template <class T>
+void Model<T>::marginal_log_density(const Vector<T>&, const ConstMatrix<double>&, int, std::uint32_t, std::int64_t,
+                                    std::uint64_t, const Vector<double>&) {
+  throw std::logic_error(kind() + ": not a phase-space flow");
 }
 }  // namespace bf

@@ -151,8 +151,7 @@ ImportanceSummary summarize(const LogWeightSums& s) {
   r.log_mean_w_stderr = std::sqrt(std::fmax(0.0, 1.0 / r.ess - 1.0) / n);
   r.n_eff = r.ess * n;
   r.pareto_k = pareto_k_hat(s.top, s.n);
-  r.pareto_k_threshold = 0.5;  // the weights' variance, behind the stderr and the ESS, is finite only below ½
-  r.stderr_reliable = std::isfinite(r.pareto_k) && r.pareto_k <= r.pareto_k_threshold && r.n_eff >= 100.0;
+  r.stderr_reliable = std::isfinite(r.pareto_k) && r.pareto_k <= kParetoKThreshold && r.n_eff >= 100.0;
   return r;
 }
 
@@ -240,17 +239,32 @@ MetricSums merge(const MetricSums& a, const MetricSums& b) {
   r.has_forward = a.has_forward && b.has_forward;
   r.forward = merge(a.forward, b.forward);
   r.modes = merge(a.modes, b.modes);
+  r.momentum_samples = a.momentum_samples;
+  r.marginal_reverse = merge(a.marginal_reverse, b.marginal_reverse);
+  r.has_marginal_forward = a.has_marginal_forward && b.has_marginal_forward;
+  r.marginal_forward = merge(a.marginal_forward, b.marginal_forward);
   return r;
 }
+
+namespace {
+// log w = −f(x) − log q(x) at the flow's samples, or log v = log q(y) + f(y) at the target's.
+Vector<double> log_weights(const Distribution& target, const ConstMatrix<double>& x,
+                           const Kokkos::View<const double*, MemSpace>& log_q, bool at_target_samples) {
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  Vector<double> lw("log_w", n);
+  target.energy(x, lw);
+  const double sign = at_target_samples ? 1.0 : -1.0;
+  Kokkos::parallel_for(
+      "bf::metrics_log_w", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { lw(i) = sign * (lw(i) + log_q(i)); });
+  return lw;
+}
+}  // namespace
 
 MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
                        const Kokkos::View<const double*, MemSpace>& log_q) {
   const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
   if (static_cast<std::int64_t>(log_q.extent(0)) != n) throw std::logic_error("metric_sums: size mismatch");
-  Vector<double> lw("log_w", n);
-  target.energy(x, lw);
-  Kokkos::parallel_for(
-      "bf::metrics_log_w", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) { lw(i) = -lw(i) - log_q(i); });
+  const Vector<double> lw = log_weights(target, x, log_q, false);
   MetricSums s;
   s.reverse = log_weight_sums(lw);
   s.modes = mode_sums(target, x);
@@ -305,13 +319,23 @@ void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstM
                       const Kokkos::View<const double*, MemSpace>& log_q_at_y) {
   const std::int64_t n = static_cast<std::int64_t>(y.extent(0));
   if (static_cast<std::int64_t>(log_q_at_y.extent(0)) != n) throw std::logic_error("add_forward_sums: size mismatch");
-  Vector<double> lv("log_v", n);
-  target.energy(y, lv);
-  Kokkos::parallel_for(
-      "bf::metrics_log_v", Policy(0, n),
-      KOKKOS_LAMBDA(const std::int64_t i) { lv(i) = log_q_at_y(i) + lv(i); });
   sums.has_forward = true;
-  sums.forward = log_weight_sums(lv);
+  sums.forward = log_weight_sums(log_weights(target, y, log_q_at_y, true));
+}
+
+void add_marginal_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& x,
+                       const Kokkos::View<const double*, MemSpace>& log_q_hat, int momentum_samples,
+                       bool at_target_samples) {
+  if (static_cast<std::int64_t>(log_q_hat.extent(0)) != static_cast<std::int64_t>(x.extent(0)))
+    throw std::logic_error("add_marginal_sums: size mismatch");
+  sums.momentum_samples = momentum_samples;
+  const LogWeightSums w = log_weight_sums(log_weights(target, x, log_q_hat, at_target_samples));
+  if (at_target_samples) {
+    sums.has_marginal_forward = true;
+    sums.marginal_forward = w;
+  } else {
+    sums.marginal_reverse = w;
+  }
 }
 
 std::string HistogramReport::text() const {
@@ -368,7 +392,6 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
   m.log_z_stderr = rev.log_mean_w_stderr;
   m.reverse_n_eff = rev.n_eff;
   m.pareto_k = rev.pareto_k;
-  m.pareto_k_threshold = rev.pareto_k_threshold;
   m.log_z_stderr_reliable = rev.stderr_reliable;
   if (sums.has_forward) {
     const ImportanceSummary fwd = summarize(sums.forward);
@@ -376,6 +399,17 @@ Metrics finalize(const MetricSums& sums, const ModeSet& modes) {
     m.forward_samples = fwd.n;
     m.forward_kl = fwd.kl;
     m.forward_ess = fwd.ess;
+  }
+  m.momentum_samples = sums.momentum_samples;
+  if (sums.momentum_samples > 0) {
+    const ImportanceSummary mr = summarize(sums.marginal_reverse);
+    m.marginal_reverse_kl = mr.kl;
+    m.marginal_reverse_ess = mr.ess;
+    if (sums.has_marginal_forward) {
+      const ImportanceSummary mf = summarize(sums.marginal_forward);
+      m.marginal_forward_kl = mf.kl;
+      m.marginal_forward_ess = mf.ess;
+    }
   }
   const std::size_t k = sums.modes.count.size();
   double h = 0.0;

@@ -38,6 +38,10 @@
 
 namespace bf {
 
+/// Below this Pareto k̂ the importance weights have a finite variance (the
+/// log Z error bar and the ESS estimate it); above, the error bar is flagged.
+inline constexpr double kParetoKThreshold = 0.5;
+
 struct LogWeightSums {
   /// How many of the largest log weights a sum keeps for the tail fit: enough
   /// for M = 3√n up to n ≈ 1.8·10⁶ samples (beyond, the fit uses the largest 4096).
@@ -65,8 +69,7 @@ struct ImportanceSummary {
   double log_mean_w_stderr = 0;
   double n_eff = 0;         // ess · n
   double pareto_k = std::numeric_limits<double>::quiet_NaN();  // tail shape k̂ (NaN: too few samples)
-  double pareto_k_threshold = 0.5;                              // finite variance below it
-  bool stderr_reliable = false;  // k̂ ≤ threshold and n_eff ≥ 100
+  bool stderr_reliable = false;  // k̂ ≤ kParetoKThreshold and n_eff ≥ 100
 };
 ImportanceSummary summarize(const LogWeightSums& s);
 
@@ -107,6 +110,12 @@ struct MetricSums {
   LogWeightSums forward;
   ModeSums modes;
   ObservableSums observables;
+  // Phase-space flows (NHF): the weights of the marginal estimate log q̂_K(x)
+  // from K momenta per sample (Model::marginal_log_density), at the flow's
+  // samples and, where there are exact target samples, at those. K = 0: none.
+  int momentum_samples = 0;
+  LogWeightSums marginal_reverse, marginal_forward;
+  bool has_marginal_forward = false;
 };
 MetricSums merge(const MetricSums& a, const MetricSums& b);
 
@@ -115,6 +124,11 @@ MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
                        const Kokkos::View<const double*, MemSpace>& log_q);
 void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& y,
                       const Kokkos::View<const double*, MemSpace>& log_q_at_y);
+/// The marginal sums of a phase-space flow: log q̂_K at its samples x (reverse)
+/// or at exact target samples (at_target_samples: forward).
+void add_marginal_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& x,
+                       const Kokkos::View<const double*, MemSpace>& log_q_hat, int momentum_samples,
+                       bool at_target_samples);
 
 struct ObservableMoments {
   std::string name;
@@ -142,8 +156,19 @@ struct Metrics {
   double reverse_kl = 0, reverse_ess = 0, log_z = 0, log_z_stderr = 0;
   double reverse_n_eff = 0;             // ESS · n
   double pareto_k = std::numeric_limits<double>::quiet_NaN();  // of the reverse weights
-  double pareto_k_threshold = 0.5;
-  bool log_z_stderr_reliable = false;   // k̂ ≤ threshold and n_eff ≥ 100
+  bool log_z_stderr_reliable = false;   // k̂ ≤ kParetoKThreshold and n_eff ≥ 100
+  // Phase-space flows (NHF): reverse_kl, reverse_ess and the forward figures
+  // above are of the flow on (q, p), an upper bound on the marginal KL and a
+  // lower bound on its ESS; log Z is unbiased all the same. The marginal
+  // figures below come from log q̂_K(x) = log mean_k M(x, p_k)/r(p_k|x) over
+  // K momenta: E log q̂_K ≤ log q, so the reverse KL estimate is a lower bound
+  // and the forward KL an upper bound, both tightening as K grows.
+  bool phase_space = false;
+  int momentum_samples = 0;  // K; 0: no marginal figures
+  double marginal_reverse_kl = std::numeric_limits<double>::quiet_NaN();
+  double marginal_reverse_ess = std::numeric_limits<double>::quiet_NaN();
+  double marginal_forward_kl = std::numeric_limits<double>::quiet_NaN();
+  double marginal_forward_ess = std::numeric_limits<double>::quiet_NaN();
   bool has_forward = false;
   std::int64_t forward_samples = 0;
   double forward_kl = std::numeric_limits<double>::quiet_NaN();

@@ -26,6 +26,7 @@ enum class Purpose : std::uint32_t {
   dataset = 9,          // training data sets drawn from a target
   minibatch_order = 10, // the order of a data set in each epoch (epoch minibatches)
   mcmc = 11,            // `boltzflow sample --mcmc`: the accept/reject uniforms
+  marginal_momentum = 12,  // NHF marginal estimate: the K momenta per sample
   test = 100,           // tests
 };
 

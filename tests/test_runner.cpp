@@ -359,6 +359,44 @@ TEST(Runner, OneRunPerDirectoryAndNoStaleLock) {
 
 // Flow-based MCMC end to end: the chains are the same on 1 and 2 ranks, and
 // what the file holds is a chain (each step on its own or the previous state).
+// An NHF's figures through the program: the phase-space ones under their own
+// names, the marginal estimate from K momenta per sample the same on 1 and 2
+// ranks, below the phase-space KL (a lower against an upper bound of the same
+// KL) and rising with K; the forward KL from above.
+TEST(Runner, NhfReportsPhaseSpaceAndMarginalFiguresRankInvariantly) {
+  const std::string d = test::temp_dir("marginal");
+  auto t = run(boltzflow(1) + " train --out " + d + "/run --model.kind nhf --train.loss elbo --target.name gmm9"
+               " --model.hidden 8 --model.leapfrog_steps 2 --model.precision double --train.dataset_size 200"
+               " --train.batch 32 --train.steps 30 --run.eval_every 0 --eval.samples 300 --eval.momentum_samples 4");
+  ASSERT_EQ(t.code, 0) << t.output;
+  EXPECT_NE(t.output.find("phase-space reverse_kl"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("marginal estimate (K = 4 momenta per sample)"), std::string::npos) << t.output;
+  auto eval = [&](int ranks, int K, const std::string& name) {
+    auto r = run(boltzflow(ranks) + " evaluate --run " + d + "/run --eval.momentum_samples " + std::to_string(K) +
+                 " --json " + d + "/" + name);
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("are of the flow on phase space (q, p)"), std::string::npos) << r.output;
+    return Json::parse(test::read_file(d + "/" + name));
+  };
+  const Json a = eval(1, 64, "np1.json"), b = eval(2, 64, "np2.json"), one = eval(1, 1, "k1.json");
+  EXPECT_FALSE(a.contains("reverse_kl"));
+  EXPECT_FALSE(a.contains("reverse_ess"));
+  ASSERT_TRUE(a.contains("phase_space_reverse_kl"));
+  EXPECT_EQ(a.at("momentum_samples").get<int>(), 64);
+  for (const char* k : {"marginal_reverse_kl", "marginal_reverse_ess", "marginal_forward_kl", "marginal_forward_ess",
+                        "phase_space_reverse_kl", "log_z"}) {
+    const double x = a.at(k).get<double>(), y = b.at(k).get<double>();
+    EXPECT_TRUE(std::isfinite(x)) << k;
+    EXPECT_NEAR(x, y, 1e-10 * std::fmax(1.0, std::fabs(x))) << k << ": 1 and 2 ranks";
+  }
+  const double joint = a.at("phase_space_reverse_kl").get<double>(), k64 = a.at("marginal_reverse_kl").get<double>(),
+               k1 = one.at("marginal_reverse_kl").get<double>();
+  EXPECT_LT(k64, joint) << "the marginal KL estimate (a lower bound) below the phase-space one (an upper bound)";
+  EXPECT_GT(k64, k1) << "the estimate rises with K";
+  EXPECT_LT(a.at("marginal_forward_kl").get<double>(), one.at("marginal_forward_kl").get<double>())
+      << "the forward estimate falls with K";
+}
+
 TEST(Runner, McmcChainsDoNotDependOnTheRankCount) {
   const std::string d = test::temp_dir("mcmc");
   ASSERT_EQ(train(1, d + "/run", "--train.steps 10").code, 0);

@@ -3,7 +3,9 @@
 // Hamiltonian (V, K and their Hessian-vector products) in nhf_impl.hpp.
 #include "flows/models/nhf.hpp"
 
+#include <cfloat>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -78,6 +80,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
   e = Vector<T>("nhf_e", B);
   e2 = Vector<T>("nhf_e2", B);
   zd = Matrix<double>("nhf_z", B, D);
+  term = Vector<double>("nhf_marginal_term", B);
   if (sp.elbo) {
     if (sp.dataset_size < 1) throw std::invalid_argument("nhf: the data set needs at least one point");
     data = Matrix<double>("nhf_data", sp.dataset_size, D);
@@ -303,6 +306,88 @@ void NhfFlow<T>::sample(const Vector<T>& params, std::uint32_t seed, Purpose pur
       xout(c0 + i, j) = static_cast<double>(q(i, j));
     });
   }
+}
+
+template <class T>
+void NhfFlow<T>::marginal_log_density(const Vector<T>& params, const ConstMatrix<double>& x, int K,
+                                      std::uint32_t seed, std::int64_t stream, std::uint64_t first,
+                                      const Vector<double>& log_q) {
+  detail::NhfImpl<T>& m = *m_;
+  if (K < 1) throw std::invalid_argument("nhf: the marginal estimate needs at least one momentum per sample");
+  const int D = m.dim;
+  const std::int64_t total = static_cast<std::int64_t>(x.extent(0)), pairs = total * K;
+  if (static_cast<std::int64_t>(log_q.extent(0)) < total) throw std::logic_error("nhf marginal: log_q too short");
+  const T dt = static_cast<T>(m.spec.time / m.spec.steps);
+  const T lz0 = static_cast<T>(m.prior->log_z());
+  const bool elbo = m.spec.elbo;
+  detail::NhfHamiltonian<T> H{m, params, Vector<T>()};
+  // A running log-sum-exp per sample over its K terms (the pairs of a sample
+  // may span chunks): the largest term so far and Σ exp(term − largest).
+  Kokkos::View<double*, MemSpace> mx("nhf_marginal_max", total), sm("nhf_marginal_sum", total);
+  Kokkos::deep_copy(mx, -std::numeric_limits<double>::infinity());
+  for (std::int64_t c0 = 0; c0 < pairs; c0 += m.max_batch) {
+    const int n = static_cast<int>(std::min<std::int64_t>(m.max_batch, pairs - c0));
+    const Rows<T> q = head_rows(m.q, n), p = head_rows(m.p, n), mu = head_rows(m.mu_v, n), sig = head_rows(m.sig_v, n),
+                  eps = head_rows(m.eps, n);
+    const Vector<double> term = m.term;
+    for_each_element("bf::nhf_marginal_x", n, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t j) {
+      q(r, j) = static_cast<T>(x((c0 + r) / K, j));
+    });
+    // Pair (i, k) is global pair (first + i)·K + k: contiguous over the chunk.
+    standard_normals<T>(seed, Purpose::marginal_momentum, stream, first * static_cast<std::uint64_t>(K) +
+                        static_cast<std::uint64_t>(c0), n, D, m.eps);
+    // p ~ r(·|x); term := −log r(p|x) (the −D/2 log 2π of r and of M cancel).
+    if (elbo) m.encode(params, n, q, mu, sig);
+    Kokkos::parallel_for(
+        "bf::nhf_marginal_p", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t r) {
+          T l = T(0);
+          for (int j = 0; j < D; ++j) {
+            p(r, j) = elbo ? mu(r, j) + sig(r, j) * eps(r, j) : eps(r, j);
+            l += (elbo ? kmath::log(sig(r, j)) : T(0)) + T(0.5) * eps(r, j) * eps(r, j);
+          }
+          term(r) = static_cast<double>(l);
+        });
+    m.leapfrog.integrate(H, n, q, p, -dt, false);  // back to (q0, p0)
+    Vector<T> e0 = Kokkos::subview(m.e, std::make_pair(0, n));
+    m.prior->energy(ConstMatrix<T>(q), e0);
+    if (!elbo) m.encode(params, n, q, mu, sig);  // f(p0|q0)
+    Kokkos::parallel_for(
+        "bf::nhf_marginal_term", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t r) {
+          T l = -e0(r) - lz0;  // log π0(q0)
+          for (int j = 0; j < D; ++j) {
+            if (elbo) {
+              l -= T(0.5) * p(r, j) * p(r, j);  // log N(p0; 0, I)
+            } else {
+              const T z = (p(r, j) - mu(r, j)) / sig(r, j);  // log f(p0|q0)
+              l -= kmath::log(sig(r, j)) + T(0.5) * z * z;
+            }
+          }
+          term(r) += static_cast<double>(l);
+        });
+    // Fold the chunk's terms into their samples' running sums.
+    const std::int64_t i0 = c0 / K, i1 = (c0 + n - 1) / K;
+    Kokkos::parallel_for(
+        "bf::nhf_marginal_fold", Policy(i0, i1 + 1), KOKKOS_LAMBDA(const std::int64_t i) {
+          const std::int64_t r0 = (i * K > c0 ? i * K : c0) - c0;
+          const std::int64_t r1 = ((i + 1) * K < c0 + n ? (i + 1) * K : c0 + n) - c0;
+          double top = mx(i);
+          for (std::int64_t r = r0; r < r1; ++r) top = term(r) > top ? term(r) : top;
+          if (!(top > -DBL_MAX)) return;  // every term so far −∞: log q̂ = −∞
+          if (!(top < DBL_MAX)) {          // a term +∞: log q̂ = +∞
+            mx(i) = top;
+            sm(i) = 1.0;
+            return;
+          }
+          double s = sm(i) > 0 ? sm(i) * kmath::exp(mx(i) - top) : 0.0;  // (NaN terms make s NaN: reported non-finite)
+          for (std::int64_t r = r0; r < r1; ++r) s += kmath::exp(term(r) - top);
+          mx(i) = top;
+          sm(i) = s;
+        });
+  }
+  const double logk = std::log(static_cast<double>(K));
+  Kokkos::parallel_for(
+      "bf::nhf_marginal_out", Policy(0, total),
+      KOKKOS_LAMBDA(const std::int64_t i) { log_q(i) = mx(i) + kmath::log(sm(i)) - logk; });
 }
 
 template <class T>

@@ -80,6 +80,16 @@ class NhfFlow final : public Model<T>, public LearnedPotential<T> {
   void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first,
               const Matrix<double>& x, const Vector<double>& log_q) override;
 
+  bool phase_space() const override { return true; }
+  /// The marginal estimate with K momenta. The proposal r(p|x) is the flow's
+  /// momentum distribution on its output side: the encoder f(p|x) for density
+  /// estimation (elbo), the auxiliary g = N(0, I) for the sampler (reverse_kl);
+  /// each is what the loss fits to the flow's conditional of p given x. M(x, p)
+  /// = π0(q0) N(p0; 0, I) (elbo) or π0(q0) f(p0|q0) (sampler), with (q0, p0) the
+  /// leapfrog run backwards from (x, p) (volume-preserving: no Jacobian).
+  void marginal_log_density(const Vector<T>& params, const ConstMatrix<double>& x, int momentum_samples,
+                            std::uint32_t seed, std::int64_t stream, std::uint64_t first,
+                            const Vector<double>& log_q) override;
   LearnedPotential<T>* learned_potential() override { return this; }
   /// V at n points (rows of D numbers, host), for maps of the learned potential.
   std::vector<double> potential(const Vector<T>& params, const std::vector<double>& points) override;

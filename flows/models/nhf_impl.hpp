@@ -32,6 +32,7 @@ struct NhfImpl {
   Matrix<T> vrows, krows, vadj, kadj, vin, kin;  // network rows and adjoints (HVPs: 2 B rows)
   Matrix<T> q, p, a, b, tmp, mu_v, sig_v, eps, enc_in, mu_bar;
   Vector<T> e, e2;
+  Vector<double> term;  // marginal estimate: one term log M/r per (sample, momentum) pair
 
   /// Encoder at rows x: μ and σ into mu_out, sigma_out (the input copied: the reverse needs it).
   void encode(const Vector<T>& params, int n, const Rows<const T>& x, const Rows<T>& mu_out, const Rows<T>& sigma_out);

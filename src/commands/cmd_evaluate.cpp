@@ -1,4 +1,4 @@
-// boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE] [--histogram FILE.h5]
+// boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--eval.momentum_samples K] [--json FILE] [--histogram FILE.h5]
 //                    --runs GLOB... --table FILE.csv [--group-by KEY,...]
 #include <glob.h>
 
@@ -32,7 +32,8 @@ Evaluation evaluate_checkpoint(const Environment& env, LoadedRun& run, const std
     if (model->layout().signature() != run.ckpt.layout_signature)
       throw InputError("checkpoint '" + path + "' does not match the model its configuration describes");
     const Vector<T> params = device_parameters<T>(run.ckpt.parameters);
-    return evaluate_model<T>(env, *model, params, *run.target, run.ckpt.seed, samples, settings.eval.forward);
+    return evaluate_model<T>(env, *model, params, *run.target, run.ckpt.seed, samples, settings.eval.forward,
+                             static_cast<int>(settings.eval.momentum_samples));
   });
 }
 
@@ -240,7 +241,9 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
   const std::vector<std::string> metric_cols{"reverse_kl", "reverse_ess", "log_z",  "log_z_stderr",
                                              "forward_kl", "forward_ess", "hausdorff", "mode_coverage_tv",
                                              "non_finite_samples", "reverse_n_eff", "pareto_k",
-                                             "log_z_stderr_reliable"};
+                                             "log_z_stderr_reliable", "phase_space_reverse_kl",
+                                             "phase_space_reverse_ess", "momentum_samples", "marginal_reverse_kl",
+                                             "marginal_reverse_ess", "marginal_forward_kl", "marginal_forward_ess"};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> numbers;  // [run][metric]
   std::vector<Config> configs;               // [run], empty where the run failed to load
@@ -253,13 +256,18 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
     Config cfg;
     try {
       LoadedRun run = load_run(env, RunPaths{d}.checkpoint());
-      if (vm.count("eval.samples")) run.cfg.set("eval.samples", vm["eval.samples"].as<std::string>(), "--eval.samples");
+      for (const char* key : {"eval.samples", "eval.momentum_samples"})
+        if (vm.count(key)) run.cfg.set(key, vm[key].as<std::string>(), std::string("--") + key);
       samples = run.settings().eval.samples;
       const Evaluation ev = evaluate_checkpoint(env, run, d, samples);
       const Metrics& m = ev.global;
-      nums = {m.reverse_kl, m.reverse_ess, m.log_z, m.log_z_stderr, m.forward_kl, m.forward_ess, m.hausdorff,
-              m.mode_coverage_tv, static_cast<double>(m.non_finite_samples), m.reverse_n_eff, m.pareto_k,
-              m.log_z_stderr_reliable ? 1.0 : 0.0};
+      // A phase-space flow's reverse figures go to their own columns (reverse_kl, reverse_ess: nan).
+      const double nan = std::nan(""), ps = m.phase_space ? 1.0 : nan, plain = m.phase_space ? nan : 1.0;
+      nums = {plain * m.reverse_kl, plain * m.reverse_ess, m.log_z, m.log_z_stderr, m.forward_kl, m.forward_ess,
+              m.hausdorff, m.mode_coverage_tv, static_cast<double>(m.non_finite_samples), m.reverse_n_eff,
+              m.pareto_k, m.log_z_stderr_reliable ? 1.0 : 0.0, ps * m.reverse_kl, ps * m.reverse_ess,
+              static_cast<double>(m.momentum_samples), m.marginal_reverse_kl, m.marginal_reverse_ess,
+              m.marginal_forward_kl, m.marginal_forward_ess};
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
       step = run.ckpt.step;
       cfg = run.cfg;
@@ -331,6 +339,8 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
       "checkpoint", po::value<std::string>(), "a checkpoint file")(
       "eval.samples", po::value<std::string>(), "global number of samples (default: the run's eval.samples)")(
       "eval.batch", po::value<std::string>(), "samples per rank evaluated at once")(
+      "eval.momentum_samples", po::value<std::string>(),
+      "nhf: momenta per sample of the marginal estimate (default: the run's eval.momentum_samples)")(
       "json", po::value<std::string>(), "write the metrics (global and per rank) to this JSON file")(
       "histogram", po::value<std::string>(),
       "write the target's histogram (phi4: the mean field against Eq. 21) to this HDF5 file")(
@@ -343,11 +353,13 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
       "FILE.groups.csv");
   const auto vm = parse_command_line(args, desc, "evaluate");
   if (vm.count("help")) {
-    print_root(env, help_text("boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--json FILE] [--histogram FILE.h5]\n"
+    print_root(env, help_text("boltzflow evaluate --run DIR | --checkpoint FILE [--eval.samples N] [--eval.momentum_samples K] [--json FILE] [--histogram FILE.h5]\n"
                               "       boltzflow evaluate --runs 'GLOB' [...] --table FILE.csv [--group-by KEY,...] [--eval.samples N]",
                               "Evaluates a trained flow: reverse KL and ESS, log Z with its standard error, "
                               "forward KL and ESS where the target has exact samples, Hausdorff distance to the "
-                              "modes and mode coverage, per rank and reduced exactly over ranks.",
+                              "modes and mode coverage, per rank and reduced exactly over ranks. For an NHF the "
+                              "reverse and forward figures are on phase space (q, p) and reported as such, with "
+                              "marginal estimates from K momenta per sample (eval.momentum_samples).",
                               desc, {}));
     return kExitOk;
   }
@@ -373,8 +385,8 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   LoadedRun run = load_run(env, path);
   if (vm.count("histogram") && run.target->histogram().observable < 0)
     throw InputError("--histogram: target '" + run.target->name() + "' defines no histogram");
-  if (vm.count("eval.samples")) run.cfg.set("eval.samples", vm["eval.samples"].as<std::string>(), "--eval.samples");
-  if (vm.count("eval.batch")) run.cfg.set("eval.batch", vm["eval.batch"].as<std::string>(), "--eval.batch");
+  for (const char* key : {"eval.samples", "eval.batch", "eval.momentum_samples"})
+    if (vm.count(key)) run.cfg.set(key, vm[key].as<std::string>(), std::string("--") + key);
   const long long samples = run.settings().eval.samples;
   const Evaluation ev = evaluate_checkpoint(env, run, path, samples);
   if (!env.root()) return kExitOk;
@@ -390,6 +402,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
     per_rank.push_back(j);
   }
   os << metrics_table_row("all", ev.global);
+  if (ev.global.phase_space) os << "\n" << phase_space_text(ev.global);
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
   if (!ev.global.histogram.empty())

@@ -21,6 +21,10 @@ std::vector<double> pack(const MetricSums& s) {
   for (const auto* a : {&o.o1, &o.o2, &o.wo1, &o.wo2}) v.insert(v.end(), a->begin(), a->end());
   v.push_back(static_cast<double>(o.h.size()));
   for (const auto* a : {&o.h, &o.wh}) v.insert(v.end(), a->begin(), a->end());
+  v.push_back(static_cast<double>(s.momentum_samples));
+  v.push_back(s.has_marginal_forward ? 1.0 : 0.0);
+  for (const auto* w : {&s.marginal_reverse, &s.marginal_forward})
+    v.insert(v.end(), {static_cast<double>(w->n), w->max, w->s1, w->s2, w->sum_log});
   // The reverse weights' tail, padded to a fixed length (MPI_Gather takes one length).
   v.push_back(static_cast<double>(s.reverse.top.size()));
   v.insert(v.end(), s.reverse.top.begin(), s.reverse.top.end());
@@ -48,9 +52,27 @@ MetricSums unpack(const double* v) {
   const std::size_t nb = static_cast<std::size_t>(hb[0]);
   o.h.assign(hb + 1, hb + 1 + nb);
   o.wh.assign(hb + 1 + nb, hb + 1 + 2 * nb);
-  const double* tb = hb + 1 + 2 * nb;
+  const double* mb = hb + 1 + 2 * nb;
+  s.momentum_samples = static_cast<int>(mb[0]);
+  s.has_marginal_forward = mb[1] != 0.0;
+  s.marginal_reverse = {static_cast<std::int64_t>(mb[2]), mb[3], mb[4], mb[5], mb[6], {}};
+  s.marginal_forward = {static_cast<std::int64_t>(mb[7]), mb[8], mb[9], mb[10], mb[11], {}};
+  const double* tb = mb + 12;
   s.reverse.top.assign(tb + 1, tb + 1 + static_cast<std::size_t>(tb[0]));
   return s;
+}
+
+// n, max, s1, s2 and Σ log w over ranks (no tail).
+LogWeightSums allreduce_weights(const LogWeightSums& local, MPI_Comm comm) {
+  LogWeightSums r = local;
+  double mx = local.max;
+  MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_DOUBLE, MPI_MAX, comm);
+  r.rescale_to(mx);
+  double sums[3] = {r.s1, r.s2, r.sum_log};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, comm);
+  std::int64_t n = local.n;
+  MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT64_T, MPI_SUM, comm);
+  return {n, mx, sums[0], sums[1], sums[2], {}};
 }
 
 }  // namespace
@@ -114,6 +136,12 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   g.modes.min_dist2 = gmin;
   g.modes.non_finite = gcounts[3];
   g.modes.count.assign(gcounts.begin() + 4, gcounts.end());
+  // The marginal estimate's weights (phase-space flows; every rank has the same K).
+  g.marginal_reverse = allreduce_weights(local.marginal_reverse, comm);
+  g.marginal_forward = allreduce_weights(local.marginal_forward, comm);
+  int has_mf = local.has_marginal_forward ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &has_mf, 1, MPI_INT, MPI_MIN, comm);
+  g.has_marginal_forward = has_mf == 1;
   // Observables: plain sums, and weighted sums at the common max.
   const std::size_t m = local.observables.o1.size();
   if (m > 0) {
@@ -170,13 +198,34 @@ std::string metrics_table_row(const std::string& who, const Metrics& m) {
 std::string log_z_reliability(const Metrics& m) {
   char buf[512];
   std::snprintf(buf, sizeof buf, "log_z error bar: n_eff %.4g of %lld, Pareto k %.3g (threshold %.2g)%s",
-                m.reverse_n_eff, static_cast<long long>(m.samples), m.pareto_k, m.pareto_k_threshold,
+                m.reverse_n_eff, static_cast<long long>(m.samples), m.pareto_k, kParetoKThreshold,
                 m.log_z_stderr_reliable
                     ? ""
-                    : (std::isfinite(m.pareto_k) && m.pareto_k > m.pareto_k_threshold
+                    : (std::isfinite(m.pareto_k) && m.pareto_k > kParetoKThreshold
                            ? "; UNRELIABLE: the weights' tail is too heavy for the variance estimate"
                            : "; UNRELIABLE: too few effective samples (n_eff < 100) or too few for the tail fit"));
   return buf;
+}
+
+std::string phase_space_text(const Metrics& m) {
+  if (!m.phase_space) return "";
+  std::string out =
+      "reverse_kl and reverse_ess" + std::string(m.has_forward ? ", forward_kl and forward_ess" : "") +
+      " are of the flow on phase space (q, p): the marginal KL is at most, the marginal ESS at least that; "
+      "log Z is unbiased\n";
+  char buf[512];
+  if (m.momentum_samples <= 0) return out + "marginal estimate: off (eval.momentum_samples = 0)\n";
+  std::snprintf(buf, sizeof buf,
+                "marginal estimate (K = %d momenta per sample; the KL estimates are bounds that tighten as K "
+                "grows: reverse from below, forward from above): reverse_kl %.6g  reverse_ess %.6g",
+                m.momentum_samples, m.marginal_reverse_kl, m.marginal_reverse_ess);
+  out += buf;
+  if (std::isfinite(m.marginal_forward_kl)) {
+    std::snprintf(buf, sizeof buf, "  forward_kl %.6g  forward_ess %.6g", m.marginal_forward_kl,
+                  m.marginal_forward_ess);
+    out += buf;
+  }
+  return out + "\n";
 }
 
 std::string observables_text(const Metrics& m) {
@@ -197,19 +246,30 @@ std::string observables_text(const Metrics& m) {
 
 Json to_json(const Metrics& m) {
   Json j = Json::object();
-  j["reverse_kl"] = m.reverse_kl;
-  j["reverse_ess"] = m.reverse_ess;
+  // A phase-space flow's figures on (q, p) under their own names.
+  const std::string ps = m.phase_space ? "phase_space_" : "";
+  j[ps + "reverse_kl"] = m.reverse_kl;
+  j[ps + "reverse_ess"] = m.reverse_ess;
+  if (m.momentum_samples > 0) {
+    j["momentum_samples"] = m.momentum_samples;
+    j["marginal_reverse_kl"] = m.marginal_reverse_kl;
+    j["marginal_reverse_ess"] = m.marginal_reverse_ess;
+    if (std::isfinite(m.marginal_forward_kl)) {
+      j["marginal_forward_kl"] = m.marginal_forward_kl;
+      j["marginal_forward_ess"] = m.marginal_forward_ess;
+    }
+  }
   j["log_z"] = m.log_z;
   j["log_z_stderr"] = m.log_z_stderr;
   j["log_z_stderr_reliable"] = m.log_z_stderr_reliable;
   j["reverse_n_eff"] = m.reverse_n_eff;
   if (std::isfinite(m.pareto_k)) j["pareto_k"] = m.pareto_k;
-  j["pareto_k_threshold"] = m.pareto_k_threshold;
+  j["pareto_k_threshold"] = kParetoKThreshold;
   j["hausdorff"] = m.hausdorff;
   j["mode_coverage_tv"] = m.mode_coverage_tv;
   if (m.has_forward) {
-    j["forward_kl"] = m.forward_kl;
-    j["forward_ess"] = m.forward_ess;
+    j[ps + "forward_kl"] = m.forward_kl;
+    j[ps + "forward_ess"] = m.forward_ess;
     j["forward_samples"] = static_cast<long long>(m.forward_samples);
   }
   j["mode_fractions"] = Json(m.mode_fractions);

@@ -28,6 +28,10 @@ std::string metrics_table_row(const std::string& who, const Metrics& m);
 /// the Pareto k̂ of the weights against its threshold, and a warning when either fails.
 std::string log_z_reliability(const Metrics& m);
 
+/// For a phase-space flow (NHF), what its reverse/forward figures are, and the
+/// marginal estimate's figures with K; empty for other flows.
+std::string phase_space_text(const Metrics& m);
+
 /// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
 std::string observables_text(const Metrics& m);
 

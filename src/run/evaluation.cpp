@@ -13,13 +13,19 @@ namespace bf {
 
 template <class T>
 Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
-                          const Distribution& target, std::uint32_t seed, long long samples, bool forward) {
+                          const Distribution& target, std::uint32_t seed, long long samples, bool forward,
+                          int momentum_samples) {
   const Slice mine = split_range(samples, env.rank(), env.size());
   const int d = target.dim();
   const int chunk = std::max(1, model.max_batch());
   Matrix<double> x("eval_x", std::min<long long>(chunk, std::max<long long>(1, mine.count())), d);
   Vector<double> lq("eval_log_q", x.extent(0));
-  const bool fwd = forward && target.has_sampler() && std::isfinite(target.log_z()) && model.has_log_density();
+  const bool exact = forward && target.has_sampler() && std::isfinite(target.log_z());
+  const bool fwd = exact && model.has_log_density();
+  // A phase-space flow's marginal estimate (K momenta per sample), at its
+  // samples (momentum stream 0) and at the exact target samples (stream 1).
+  const int K = model.phase_space() ? std::max(0, momentum_samples) : 0;
+  Vector<double> lm("eval_log_q_marginal", K > 0 ? x.extent(0) : 0);
   MetricSums local;
   bool first_chunk = true;
   for (long long c0 = 0; c0 < mine.count() || first_chunk; c0 += chunk) {
@@ -30,6 +36,19 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
     Vector<double> lv = ls;
     if (n > 0) model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(mine.begin + c0), xv, lv);
     MetricSums s = metric_sums(target, xv, lv);
+    const std::uint64_t first = static_cast<std::uint64_t>(mine.begin + c0);
+    const Vector<double> lmv = Kokkos::subview(lm, std::make_pair(0LL, K > 0 ? std::max(0LL, n) : 0LL));
+    if (K > 0) {
+      if (n > 0) model.marginal_log_density(params, xv, K, seed, 0, first, lmv);
+      add_marginal_sums(s, target, xv, lmv, K, false);
+    }
+    if (exact && K > 0) {
+      if (n > 0) {
+        target.sample(seed, Purpose::target_sample, 0, first, xv);
+        model.marginal_log_density(params, xv, K, seed, 1, first, lmv);
+      }
+      add_marginal_sums(s, target, xv, lmv, K, true);
+    }
     if (fwd) {
       if (n > 0) {
         target.sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin + c0), xv);
@@ -46,6 +65,8 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   ev.local = finalize(local, target);
   ev.global = finalize(allreduce(local, env.comm()), target);
   for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target));
+  ev.local.phase_space = ev.global.phase_space = model.phase_space();
+  for (auto& m : ev.per_rank) m.phase_space = model.phase_space();
   return ev;
 }
 
@@ -70,8 +91,8 @@ void write_histogram(const HistogramReport& h, const std::string& path) {
 }
 
 template Evaluation evaluate_model<float>(const Environment&, Model<float>&, const Vector<float>&,
-                                          const Distribution&, std::uint32_t, long long, bool);
+                                          const Distribution&, std::uint32_t, long long, bool, int);
 template Evaluation evaluate_model<double>(const Environment&, Model<double>&, const Vector<double>&,
-                                           const Distribution&, std::uint32_t, long long, bool);
+                                           const Distribution&, std::uint32_t, long long, bool, int);
 
 }  // namespace bf

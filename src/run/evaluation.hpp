@@ -21,10 +21,13 @@ struct Evaluation {
 
 /// Draws `samples` global samples from the model (split over ranks), and,
 /// when `forward` and the target has an exact sampler and the model a
-/// density, as many exact target samples for the forward metrics.
+/// density, as many exact target samples for the forward metrics. For a
+/// phase-space flow, `momentum_samples` K > 0 adds the marginal estimate's
+/// figures (at the flow's samples, and at the exact samples when `forward`).
 template <class T>
 Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
-                          const Distribution& target, std::uint32_t seed, long long samples, bool forward);
+                          const Distribution& target, std::uint32_t seed, long long samples, bool forward,
+                          int momentum_samples);
 
 /// Writes a histogram report as HDF5 (/edges [bins + 1], /flow, /reweighted,
 /// /reference per bin, /below and /above [flow, reweighted], /observable and

@@ -106,11 +106,22 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
                         const std::string& potential, const std::string& histogram_path, const std::string& dir) {
   std::ostringstream os;
   os << "done: " << steps << " steps in " << format_duration(wall) << "; final metrics (" << samples << " samples):\n"
-     << "  reverse_kl " << fmt_num(m.reverse_kl) << "  reverse_ess " << fmt_num(m.reverse_ess) << "  log_z "
+     << (m.phase_space ? "  phase-space " : "  ") << "reverse_kl " << fmt_num(m.reverse_kl) << "  reverse_ess " << fmt_num(m.reverse_ess) << "  log_z "
      << fmt_num(m.log_z) << " +- " << fmt_num(m.log_z_stderr) << "\n  " << log_z_reliability(m)
      << "\n  hausdorff " << fmt_num(m.hausdorff)
      << "  mode_coverage_tv " << fmt_num(m.mode_coverage_tv);
   if (m.has_forward) os << "  forward_kl " << fmt_num(m.forward_kl) << "  forward_ess " << fmt_num(m.forward_ess);
+  if (m.phase_space) {
+    if (m.momentum_samples > 0) {
+      os << "\n  marginal estimate (K = " << m.momentum_samples << " momenta per sample): reverse_kl "
+         << fmt_num(m.marginal_reverse_kl) << " (a lower bound)  reverse_ess " << fmt_num(m.marginal_reverse_ess);
+      if (std::isfinite(m.marginal_forward_kl))
+        os << "  forward_kl " << fmt_num(m.marginal_forward_kl) << " (an upper bound)  forward_ess "
+           << fmt_num(m.marginal_forward_ess);
+    } else {
+      os << "\n  marginal estimate: off (eval.momentum_samples = 0)";
+    }
+  }
   os << "\n  mode fractions:";
   for (double f : m.mode_fractions) os << " " << fmt_num(std::round(f * 1e4) / 1e4);
   os << " (of the finite samples; non-finite: " << m.non_finite_samples << ")\n";

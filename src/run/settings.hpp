@@ -187,6 +187,7 @@ struct EvalSettings {
   long long samples{};
   long long batch{};
   bool forward{};
+  long long momentum_samples{};
 
   template <class V>
   static void fields(V& v) {
@@ -194,6 +195,7 @@ struct EvalSettings {
     v(&EvalSettings::samples, "eval.samples", K::Int, "4096", "global number of samples for each evaluation", {}, 1, 1e12);
     v(&EvalSettings::batch, "eval.batch", K::Int, "1024", "samples per rank evaluated at once (memory: the networks' caches scale with it)", {}, 1, 1e9);
     v(&EvalSettings::forward, "eval.forward", K::Bool, "true", "also measure forward KL/ESS on exact target samples where they exist");
+    v(&EvalSettings::momentum_samples, "eval.momentum_samples", K::Int, "16", "nhf: momenta per sample K of the marginal estimate log q(x) ~ log mean_k M(x, p_k)/r(p_k|x) (0: only the phase-space figures)", {}, 0, 1e6);
   }
 };
 

@@ -38,7 +38,7 @@ namespace bf {
 bool is_resumable_key(const std::string& key) {
   static const char* keys[] = {"run.out",         "run.checkpoint_every", "run.eval_every", "run.log_every", "run.stop_at", "run.progress",
                                "train.steps",     "train.nan_max_retries", "eval.samples",  "eval.batch",
-                               "eval.forward"};
+                               "eval.forward",    "eval.momentum_samples"};
   for (const char* k : keys)
     if (key == k) return true;
   return false;
@@ -273,7 +273,7 @@ class Trainer {
 
   void evaluate_into(Json& row, Json& rank_row) {
     const Evaluation ev = evaluate_model(env_, *model_, params_, *target_, seed_, st_.eval.samples,
-                                         st_.eval.forward);
+                                         st_.eval.forward, static_cast<int>(st_.eval.momentum_samples));
     row.update(to_json(ev.global));
     rank_row.update(to_json(ev.local));
     last_eval_ = ev.global;
