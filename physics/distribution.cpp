@@ -55,4 +55,45 @@ void Distribution::assign_modes(const ConstMatrix<double>& x, const Vector<int>&
       });
 }
 
+Distribution::Estimators Distribution::estimators() const {
+  Estimators e;
+  const auto names = observable_names();
+  const auto means = observable_means(), sds = observable_sds();
+  const std::size_t k = names.size();
+  for (const auto& n : names) e.primaries.push_back(n);
+  for (const auto& n : names) e.primaries.push_back(n + "^2");
+  for (std::size_t c = 0; c < k; ++c) {
+    e.figures.push_back("mean " + names[c]);
+    e.exact.push_back(c < means.size() ? means[c] : std::numeric_limits<double>::quiet_NaN());
+  }
+  for (std::size_t c = 0; c < k; ++c) {
+    e.figures.push_back("sd " + names[c]);
+    e.exact.push_back(c < sds.size() ? sds[c] : std::numeric_limits<double>::quiet_NaN());
+  }
+  e.derive = [k](const std::vector<double>& m) {
+    std::vector<double> f(2 * k);
+    for (std::size_t c = 0; c < k; ++c) {
+      f[c] = m[c];
+      f[k + c] = std::sqrt(std::fmax(0.0, m[k + c] - m[c] * m[c]));
+    }
+    return f;
+  };
+  return e;
+}
+
+void Distribution::estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const {
+  const int k = static_cast<int>(observable_names().size());
+  if (k == 0) return;
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  Matrix<double> o("estimator_observables", n, k);
+  observables(x, o);
+  Kokkos::parallel_for(
+      "bf::estimator_moments", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        for (int c = 0; c < k; ++c) {
+          a(i, c) = o(i, c);
+          a(i, k + c) = o(i, c) * o(i, c);
+        }
+      });
+}
+
 }  // namespace bf

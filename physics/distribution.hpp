@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -71,6 +72,21 @@ class Distribution {
   /// Exact means and standard deviations of the observables where known (else empty).
   virtual std::vector<double> observable_means() const { return {}; }
   virtual std::vector<double> observable_sds() const { return {}; }
+
+  /// Figures with error bars (physics/estimators.hpp): per-sample primaries
+  /// a_j(x) whose means ⟨a⟩ (plain or importance-reweighted) give the
+  /// figures F(⟨a⟩); the errors are by jackknife over blocks of samples.
+  struct Estimators {
+    std::vector<std::string> primaries;
+    std::vector<std::string> figures;
+    std::vector<double> exact;  // per figure; NaN where unknown
+    std::function<std::vector<double>(const std::vector<double>&)> derive;
+    bool empty() const { return figures.empty(); }
+  };
+  /// Default: the mean and standard deviation of every observable (primaries o and o²).
+  virtual Estimators estimators() const;
+  /// a(i, j) = primary j of sample i (a: n x estimators().primaries.size()).
+  virtual void estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const;
 
   /// A histogram of one observable that evaluations report (Máté Fig. 10: φ̄ of
   /// φ⁴): `bins` equal bins over [lo, hi] of observable `observable` (−1: none),

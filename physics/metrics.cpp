@@ -243,6 +243,7 @@ MetricSums merge(const MetricSums& a, const MetricSums& b) {
   r.marginal_reverse = merge(a.marginal_reverse, b.marginal_reverse);
   r.has_marginal_forward = a.has_marginal_forward && b.has_marginal_forward;
   r.marginal_forward = merge(a.marginal_forward, b.marginal_forward);
+  r.estimators = merge(a.estimators, b.estimators);
   return r;
 }
 
@@ -261,13 +262,15 @@ Vector<double> log_weights(const Distribution& target, const ConstMatrix<double>
 }  // namespace
 
 MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
-                       const Kokkos::View<const double*, MemSpace>& log_q) {
+                       const Kokkos::View<const double*, MemSpace>& log_q, std::uint64_t first,
+                       std::int64_t total) {
   const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
   if (static_cast<std::int64_t>(log_q.extent(0)) != n) throw std::logic_error("metric_sums: size mismatch");
   const Vector<double> lw = log_weights(target, x, log_q, false);
   MetricSums s;
   s.reverse = log_weight_sums(lw);
   s.modes = mode_sums(target, x);
+  if (total > 0) s.estimators = estimator_sums(target, x, lw, first, total);
   const std::size_t k = target.observable_names().size();
   s.observables.o1.assign(k, 0.0);
   s.observables.o2.assign(k, 0.0);
@@ -464,6 +467,7 @@ Metrics finalize(const MetricSums& sums, const Distribution& target) {
     r.flow_below = frac(h.front(), n), r.flow_above = frac(h.back(), n);
     r.reweighted_below = frac(wh.front(), w), r.reweighted_above = frac(wh.back(), w);
   }
+  m.estimators = estimator_figures(sums.estimators, target, &m.estimator_blocks);
   const auto means = target.observable_means(), sds = target.observable_sds();
   for (std::size_t c = 0; c < m.observables.size() && c < names.size(); ++c) {
     m.observables[c].name = names[c];

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "physics/distribution.hpp"
+#include "physics/estimators.hpp"
 
 namespace bf {
 
@@ -116,12 +117,15 @@ struct MetricSums {
   int momentum_samples = 0;
   LogWeightSums marginal_reverse, marginal_forward;
   bool has_marginal_forward = false;
+  EstimatorSums estimators;  // the target's figures with jackknife errors (empty: none, or not asked)
 };
 MetricSums merge(const MetricSums& a, const MetricSums& b);
 
 /// Per-rank sums: x ~ q with log q; optionally exact target samples y with log q(y).
+/// With `total` > 0 also the estimator sums, x being global samples first .. of total.
 MetricSums metric_sums(const Distribution& target, const ConstMatrix<double>& x,
-                       const Kokkos::View<const double*, MemSpace>& log_q);
+                       const Kokkos::View<const double*, MemSpace>& log_q, std::uint64_t first = 0,
+                       std::int64_t total = 0);
 void add_forward_sums(MetricSums& sums, const Distribution& target, const ConstMatrix<double>& y,
                       const Kokkos::View<const double*, MemSpace>& log_q_at_y);
 /// The marginal sums of a phase-space flow: log q̂_K at its samples x (reverse)
@@ -178,6 +182,8 @@ struct Metrics {
   double mode_coverage_tv = 0;
   std::vector<ObservableMoments> observables;
   HistogramReport histogram;
+  std::vector<EstimatorFigure> estimators;  // with jackknife errors over estimator_blocks blocks
+  int estimator_blocks = 0;
 };
 Metrics finalize(const MetricSums& sums, const ModeSet& modes);
 /// finalize, with the target's observables named and their exact moments.

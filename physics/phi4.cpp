@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -90,15 +91,19 @@ Phi4::Phi4(const Phi4Params& p) : params_(p) {
   } else {
     throw std::invalid_argument("phi4: unknown preset '" + p.preset + "'");
   }
-  if (!(kernel_.lambda4 > 0.0) || !std::isfinite(kernel_.lambda4))
-    throw std::invalid_argument("phi4: the quartic coupling must be positive (density not normalisable)");
+  // λ₄ = 0 with μ₂ > 0 is the free (Gaussian) field, the closed-form check of the lattice figures.
+  const bool free_field = kernel_.lambda4 == 0.0 && kernel_.mu2 > 0.0;
+  if (!(kernel_.lambda4 > 0.0 || free_field) || !std::isfinite(kernel_.lambda4))
+    throw std::invalid_argument(
+        "phi4: the quartic coupling must be positive, or zero with mu2 > 0 (the free field); otherwise the "
+        "density is not normalisable");
   if (!(kernel_.kappa >= 0.0) || !std::isfinite(kernel_.kappa) || !std::isfinite(kernel_.mu2) ||
       !std::isfinite(kernel_.alpha))
     throw std::invalid_argument("phi4: couplings must be finite and the hopping term non-negative");
 
   // Modes from the critical points of u.
   const double mu2 = kernel_.mu2, l4 = kernel_.lambda4, al = kernel_.alpha;
-  const std::vector<double> cp = critical_points(mu2, l4, al);
+  const std::vector<double> cp = free_field ? std::vector<double>{0.0} : critical_points(mu2, l4, al);
   auto u = [&](double x) { const double y = x - al; return mu2 * x * x + l4 * y * y * y * y; };
   if (cp.size() == 3) {
     minima_ = {cp[0], cp[2]};
@@ -187,6 +192,52 @@ void Phi4::observables(const ConstMatrix<double>& x, const Matrix<double>& o) co
         s /= static_cast<double>(d);
         o(i, 0) = s;
         o(i, 1) = kmath::fabs(s);
+      });
+}
+
+// Primaries: φ̄, |φ̄|, φ̄², S/V, then C(t) = (1/V) Σ_y φ_y φ_{y + t ê₀} for t < L₀.
+Distribution::Estimators Phi4::estimators() const {
+  Estimators e;
+  const int L0 = kernel_.extent[0];
+  const double V = static_cast<double>(kernel_.volume);
+  e.primaries = {"mean_field", "abs_mean_field", "mean_field^2", "action_density"};
+  e.figures = {"mean_field", "abs_mean_field", "chi2", "chi2_abs", "action_density"};
+  for (int t = 0; t < L0; ++t) e.primaries.push_back("C(" + std::to_string(t) + ")");
+  for (int t = 0; t <= L0 / 2; ++t) e.figures.push_back("G(" + std::to_string(t) + ")");  // G(L0 - t) = G(t)
+  e.exact.assign(e.figures.size(), std::numeric_limits<double>::quiet_NaN());
+  e.derive = [L0, V](const std::vector<double>& m) {
+    std::vector<double> f{m[0], m[1], V * (m[2] - m[0] * m[0]), V * (m[2] - m[1] * m[1]), m[3]};
+    for (int t = 0; t <= L0 / 2; ++t) f.push_back(m[4 + t] - m[0] * m[0]);
+    return f;
+  };
+  return e;
+}
+
+void Phi4::estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const {
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  Vector<double> s("phi4_action", n);
+  energy(x, s);
+  const Phi4Kernel k = kernel_;
+  const std::int64_t V = k.volume;
+  const int L0 = k.extent[0];
+  Kokkos::parallel_for(
+      "bf::phi4_estimator_primaries", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        double m = 0.0;
+        for (std::int64_t y = 0; y < V; ++y) m += x(i, y);
+        m /= static_cast<double>(V);
+        a(i, 0) = m;
+        a(i, 1) = kmath::fabs(m);
+        a(i, 2) = m * m;
+        a(i, 3) = s(i) / static_cast<double>(V);
+        for (int t = 0; t < L0; ++t) a(i, 4 + t) = 0.0;
+        for (std::int64_t y = 0; y < V; ++y) {
+          std::int64_t z = y;
+          for (int t = 0; t < L0; ++t) {
+            a(i, 4 + t) += x(i, y) * x(i, z);
+            z = k.forward(z, 0);
+          }
+        }
+        for (int t = 0; t < L0; ++t) a(i, 4 + t) /= static_cast<double>(V);
       });
 }
 

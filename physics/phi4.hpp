@@ -102,6 +102,11 @@ class Phi4 : public KernelDistribution<Phi4Kernel> {
   /// The mean field φ̄ = (1/V) Σ φ_i and its magnitude |φ̄|.
   std::vector<std::string> observable_names() const override { return {"mean_field", "abs_mean_field"}; }
   void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
+  /// Lattice figures: ⟨φ̄⟩, ⟨|φ̄|⟩, the susceptibility χ₂ = Σ_x G_c(x) = V(⟨φ̄²⟩ − ⟨φ̄⟩²),
+  /// V(⟨φ̄²⟩ − ⟨|φ̄|⟩²), the action density ⟨S⟩/V, and the connected two-point
+  /// function along the first axis, G(t) = ⟨(1/V) Σ_y φ_y φ_{y + t ê₀}⟩ − ⟨φ̄⟩², t = 0 .. L₀/2 (G(L₀ − t) = G(t)).
+  Estimators estimators() const override;
+  void estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const override;
   /// φ̄ in 60 bins over 1.6 times the wells' span centred on the barrier, against Eq. 21's constant-field
   /// density ∝ exp(−V u(φ̄)) (V sites; u the single-site potential).
   HistogramSpec histogram() const override { return histogram_; }

@@ -562,6 +562,34 @@ TEST(Runner, Phi4MeanFieldHistogramMatchesModesRanksAndEq21) {
     z += want[b];
   }
   for (std::size_t b = 0; b < bins; ++b) EXPECT_NEAR(ref[b], want[b] / z, 1e-7) << "bin " << b;
+  // The lattice figures with jackknife errors: the same on 1 and 2 ranks (blocks by global index),
+  // χ₂ = V(⟨φ̄²⟩ − ⟨φ̄⟩²) ≥ 0, G(0) ≥ 0 and no error zero.
+  const Json m2 = Json::parse(test::read_file(d + "/e2.json"));
+  ASSERT_TRUE(m.contains("estimators")) << m.dump();
+  EXPECT_EQ(m.at("estimator_blocks").get<int>(), 32);
+  for (const char* fig : {"mean_field", "abs_mean_field", "chi2", "chi2_abs", "action_density", "G(0)", "G(8)"}) {
+    ASSERT_TRUE(m.at("estimators").contains(fig)) << fig;
+    const Json &e1 = m.at("estimators").at(fig), &e2 = m2.at("estimators").at(fig);
+    for (const char* k : {"flow", "flow_error", "reweighted", "reweighted_error"})
+      EXPECT_NEAR(e1.at(k).get<double>(), e2.at(k).get<double>(), 1e-9 * std::fmax(1.0, std::fabs(e1.at(k).get<double>())))
+          << fig << " " << k;
+    EXPECT_GT(e1.at("flow_error").get<double>(), 0.0) << fig;
+  }
+  EXPECT_GE(m.at("estimators").at("chi2").at("flow").get<double>(), 0.0);
+  EXPECT_FALSE(m.at("estimators").contains("G(9)")) << "G(16 - t) = G(t) is not repeated";
+  // The same figures from flow-based MCMC chains, binned, identical on 1 and 2 ranks.
+  for (int ranks : {1, 2}) {
+    auto c = run(boltzflow(ranks) + " sample --run " + d + "/run --mcmc 400 --chains 2 --out " + d + "/c" +
+                 std::to_string(ranks) + ".h5");
+    ASSERT_EQ(c.code, 0) << c.output;
+    EXPECT_NE(c.output.find("figures with jackknife errors over 32 bins"), std::string::npos) << c.output;
+  }
+  {
+    h5::Handle c1 = h5::open_file(d + "/c1.h5"), c2 = h5::open_file(d + "/c2.h5");
+    EXPECT_EQ(h5::read_array(c1, "chain/figure_value"), h5::read_array(c2, "chain/figure_value"));
+    EXPECT_EQ(h5::read_array(c1, "chain/figure_error"), h5::read_array(c2, "chain/figure_error"));
+    EXPECT_EQ(h5::read_string(c1, "chain/figure_names").rfind("mean_field,abs_mean_field,chi2,", 0), 0u);
+  }
   // Refused: an existing file, a target without a histogram.
   auto again = run(boltzflow() + " evaluate --run " + d + "/run --histogram " + d + "/h1.h5");
   EXPECT_EQ(again.code, 2);

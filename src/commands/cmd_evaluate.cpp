@@ -251,7 +251,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
   for (const auto& d : dirs) {
     std::vector<std::string> row{d};
     std::vector<double> nums(metric_cols.size(), std::nan(""));
-    std::string status = "ok", fractions;
+    std::string status = "ok", fractions, estimators;
     long long step = -1, samples = 0;
     Config cfg;
     try {
@@ -269,6 +269,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
               static_cast<double>(m.momentum_samples), m.marginal_reverse_kl, m.marginal_reverse_ess,
               m.marginal_forward_kl, m.marginal_forward_ess};
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
+      estimators = estimators_cell(m);
       step = run.ckpt.step;
       cfg = run.cfg;
     } catch (const InputError& e) {
@@ -279,6 +280,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
     row.push_back(std::to_string(samples));
     for (double v : nums) row.push_back(num(v));
     row.push_back(fractions);
+    row.push_back(estimators);
     for (const auto& k : config_registry()) row.push_back(status == "ok" ? cfg.raw(k.key) : "");
     rows.push_back(row);
     numbers.push_back(nums);
@@ -289,7 +291,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
     std::ostringstream csv;
     csv << "run,status,step,samples";
     for (const auto& c : metric_cols) csv << "," << c;
-    csv << ",mode_fractions";
+    csv << ",mode_fractions,estimators";
     for (const auto& k : config_registry()) csv << "," << k.key;
     csv << "\n";
     for (const auto& r : rows) {
@@ -405,6 +407,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   if (ev.global.phase_space) os << "\n" << phase_space_text(ev.global);
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
+  if (!ev.global.estimators.empty()) os << "\n" << estimators_text(ev.global);
   if (!ev.global.histogram.empty())
     os << "\nhistogram ('#' the flow's samples, '|' " << ev.global.histogram.reference_name << "):\n"
        << ev.global.histogram.text();

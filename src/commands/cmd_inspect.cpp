@@ -62,7 +62,7 @@ int cmd_inspect(Environment& env, const std::vector<std::string>& args) {
       os << "  " << rows[i] << "\n";
     for (std::size_t i = rows.size(); i-- > 0;) {
       const Json j = Json::parse(rows[i]);
-      if (j.contains("reverse_ess")) {
+      if (j.contains("log_z")) {  // an evaluation row (every flow reports log Z)
         os << "last evaluation (step " << j.at("step").get<long long>() << "): " << j.dump() << "\n";
         break;
       }

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "physics/estimators.hpp"
 #include "physics/mcmc.hpp"
 #include "physics/rng.hpp"
 
@@ -36,10 +37,25 @@ namespace {
 //   /chain/accepted [C·N]      1 where step t accepted its proposal (t = 0: 1)
 //   /chain/observables [C·N x k], /chain/observable_names: the chain's values
 //   /chain/acceptance, /chain/tau_int [k], /chain/mean [k], /chain/error [k]
-std::string run_chains(hid_t f, const std::vector<double>& lw, const std::vector<double>& o,
-                       const std::vector<std::string>& names, long long chains, long long steps, long long burn_in,
-                       std::uint32_t seed) {
+//   /chain/figure_names, /chain/figure_value, /chain/figure_error, /chain/figure_bins: the
+//     target's figures (physics/estimators.hpp) jackknifed over 32 bins, bin b the b-th
+//     stretch of every chain after burn-in (where the target defines figures)
+struct ChainInputs {
+  std::vector<std::string> names;  // observables
+  std::vector<double> observables;  // [proposal · k]
+  Distribution::Estimators estimators;
+  std::vector<double> primaries;  // [proposal · estimators.primaries.size()]
+};
+
+std::string run_chains(hid_t f, const std::vector<double>& lw, const ChainInputs& in, long long chains,
+                       long long steps, long long burn_in, std::uint32_t seed) {
+  const std::vector<std::string>& names = in.names;
+  const std::vector<double>& o = in.observables;
   const std::size_t k = names.size(), N = static_cast<std::size_t>(steps);
+  const std::size_t ke = in.estimators.primaries.size();
+  const int bins = EstimatorSums::kBlocks;
+  const long long kept_steps = steps - burn_in;
+  std::vector<double> bin_n(static_cast<std::size_t>(bins), 0.0), bin_a(static_cast<std::size_t>(bins) * ke, 0.0);
   std::vector<double> state(chains * N), accepted(chains * N), values(chains * N * k);
   std::vector<std::vector<std::vector<double>>> series(k, std::vector<std::vector<double>>(chains));
   long long accepts = 0;
@@ -57,6 +73,12 @@ std::string run_chains(hid_t f, const std::vector<double>& lw, const std::vector
       for (std::size_t j = 0; j < k; ++j) {
         values[(base + t) * k + j] = o[at * k + j];
         if (static_cast<long long>(t) >= burn_in) series[j][c].push_back(o[at * k + j]);
+      }
+      // Bin b holds stretch b of every chain after burn-in.
+      if (ke > 0 && static_cast<long long>(t) >= burn_in) {
+        const std::size_t b = static_cast<std::size_t>((static_cast<long long>(t) - burn_in) * bins / kept_steps);
+        bin_n[b] += 1.0;
+        for (std::size_t j = 0; j < ke; ++j) bin_a[b * ke + j] += in.primaries[at * ke + j];
       }
     }
   }
@@ -84,7 +106,43 @@ std::string run_chains(hid_t f, const std::vector<double>& lw, const std::vector
                   a.converged ? "" : "; NOT CONVERGED: the chain is too short for its correlations, tau is a lower bound");
     os << buf;
   }
+  // The target's figures, jackknifed over the bins (each a stretch of every chain).
+  Jackknife jk;
+  if (ke > 0) {
+    jk = jackknife(bin_n, bin_a, static_cast<int>(ke), in.estimators.derive);
+    const long long bin_len = kept_steps / bins;
+    double tau_max = 0;
+    for (double t : tau) tau_max = std::fmax(tau_max, t);
+    std::snprintf(buf, sizeof buf, "  figures with jackknife errors over %d bins (%lld steps of each chain per bin):\n",
+                  jk.blocks, bin_len);
+    os << buf;
+    for (std::size_t m = 0; m < in.estimators.figures.size(); ++m) {
+      std::snprintf(buf, sizeof buf, "  %-16s %.6g +- %.3g", in.estimators.figures[m].c_str(), jk.value[m],
+                    jk.error[m]);
+      os << buf;
+      if (m < in.estimators.exact.size() && std::isfinite(in.estimators.exact[m])) {
+        std::snprintf(buf, sizeof buf, "   exact %.6g", in.estimators.exact[m]);
+        os << buf;
+      }
+      os << "\n";
+    }
+    if (static_cast<double>(bin_len) < 10.0 * tau_max) {
+      std::snprintf(buf, sizeof buf,
+                    "  WARNING: a bin is %lld steps, under 10 tau_int (%.3g): the jackknife errors are too small; "
+                    "run longer chains\n",
+                    bin_len, tau_max);
+      os << buf;
+    }
+  }
   h5::Handle g(H5Gcreate2(f, "chain", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  if (ke > 0) {
+    std::string fn;
+    for (const auto& nm : in.estimators.figures) fn += (fn.empty() ? "" : ",") + nm;
+    h5::write_string(g, "figure_names", fn);
+    h5::write_array(g, "figure_value", jk.value, false);
+    h5::write_array(g, "figure_error", jk.error, false);
+    h5::write_int(g, "figure_bins", jk.blocks);
+  }
   h5::write_array(g, "state", state, false);
   h5::write_array(g, "accepted", accepted, false);
   h5::write_matrix(g, "observables", values, chains * N, k);
@@ -171,30 +229,17 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
   auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
   auto hq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lq);
   auto hw = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lw);
-  std::vector<int> counts(env.size()), displs(env.size());
-  for (int r = 0; r < env.size(); ++r) {
-    const Slice c = split_range(chains, r, env.size());
-    const Slice s = mcmc ? Slice{c.begin * steps, c.end * steps} : split_range(n, r, env.size());
-    counts[r] = static_cast<int>(s.count());
-    displs[r] = static_cast<int>(s.begin);
-  }
-  std::vector<double> ax(env.root() ? static_cast<std::size_t>(n) * d : 0), aq(env.root() ? n : 0),
-      aw(env.root() ? n : 0);
-  std::vector<int> cd(env.size()), dd(env.size());
-  for (int r = 0; r < env.size(); ++r) cd[r] = counts[r] * d, dd[r] = displs[r] * d;
-  MPI_Gatherv(hx.data(), counts[env.rank()] * d, MPI_DOUBLE, ax.data(), cd.data(), dd.data(), MPI_DOUBLE, 0,
-              env.comm());
-  MPI_Gatherv(hq.data(), counts[env.rank()], MPI_DOUBLE, aq.data(), counts.data(), displs.data(), MPI_DOUBLE, 0,
-              env.comm());
-  MPI_Gatherv(hw.data(), counts[env.rank()], MPI_DOUBLE, aw.data(), counts.data(), displs.data(), MPI_DOUBLE, 0,
-              env.comm());
-  // The observables of every proposal (the target's, or the first coordinates), gathered likewise.
-  std::vector<std::string> names = run.target->observable_names();
-  std::vector<double> ao;
+  const std::vector<double> ax = gather_rows(env, hx.data(), mine.count(), d),
+                            aq = gather_rows(env, hq.data(), mine.count(), 1),
+                            aw = gather_rows(env, hw.data(), mine.count(), 1);
+  // MCMC: the observables of every proposal (the target's, or the first
+  // coordinates) and the primaries of its jackknife figures, gathered likewise.
+  ChainInputs in;
   if (mcmc) {
-    if (names.empty())
-      for (int j = 0; j < std::min(d, 4); ++j) names.push_back("x" + std::to_string(j));
-    const int k = static_cast<int>(names.size());
+    in.names = run.target->observable_names();
+    if (in.names.empty())
+      for (int j = 0; j < std::min(d, 4); ++j) in.names.push_back("x" + std::to_string(j));
+    const int k = static_cast<int>(in.names.size());
     std::vector<double> ho(static_cast<std::size_t>(mine.count()) * k);
     if (!run.target->observable_names().empty()) {
       Matrix<double> o("observables", mine.count(), k);
@@ -206,11 +251,15 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
       for (long long i = 0; i < mine.count(); ++i)
         for (int j = 0; j < k; ++j) ho[static_cast<std::size_t>(i) * k + j] = hx(i, j);
     }
-    ao.resize(env.root() ? static_cast<std::size_t>(n) * k : 0);
-    std::vector<int> ck(env.size()), dk(env.size());
-    for (int r = 0; r < env.size(); ++r) ck[r] = counts[r] * k, dk[r] = displs[r] * k;
-    MPI_Gatherv(ho.data(), counts[env.rank()] * k, MPI_DOUBLE, ao.data(), ck.data(), dk.data(), MPI_DOUBLE, 0,
-                env.comm());
+    in.observables = gather_rows(env, ho.data(), mine.count(), k);
+    in.estimators = run.target->estimators();
+    const int ke = static_cast<int>(in.estimators.primaries.size());
+    if (ke > 0) {
+      Matrix<double> a("estimator_primaries", mine.count(), ke);  // LayoutRight: rows contiguous
+      run.target->estimator_primaries(x, a);
+      auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), a);
+      in.primaries = gather_rows(env, h.data(), mine.count(), ke);
+    }
   }
   root_agreed(env, [&] {
     const std::string tmp = out + ".tmp";
@@ -218,7 +267,7 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
       h5::Handle f = h5::create_file(tmp);
       h5::write_string(f, "format", mcmc ? "boltzflow-chain" : "boltzflow-samples");
       if (mcmc) {
-        const std::string report = run_chains(f, aw, ao, names, chains, steps, burn_in, seed);
+        const std::string report = run_chains(f, aw, in, chains, steps, burn_in, seed);
         std::cout << report;
       }
       h5::write_matrix(f, "samples", ax, static_cast<std::size_t>(n), static_cast<std::size_t>(d));

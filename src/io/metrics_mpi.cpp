@@ -1,5 +1,6 @@
 #include "src/io/metrics_mpi.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -25,6 +26,11 @@ std::vector<double> pack(const MetricSums& s) {
   v.push_back(s.has_marginal_forward ? 1.0 : 0.0);
   for (const auto* w : {&s.marginal_reverse, &s.marginal_forward})
     v.insert(v.end(), {static_cast<double>(w->n), w->max, w->s1, w->s2, w->sum_log});
+  const auto& e = s.estimators;
+  v.push_back(static_cast<double>(e.primaries));
+  v.push_back(static_cast<double>(e.n.size()));
+  v.push_back(e.max);
+  for (const auto* a : {&e.n, &e.w, &e.a, &e.wa}) v.insert(v.end(), a->begin(), a->end());
   // The reverse weights' tail, padded to a fixed length (MPI_Gather takes one length).
   v.push_back(static_cast<double>(s.reverse.top.size()));
   v.insert(v.end(), s.reverse.top.begin(), s.reverse.top.end());
@@ -57,7 +63,17 @@ MetricSums unpack(const double* v) {
   s.has_marginal_forward = mb[1] != 0.0;
   s.marginal_reverse = {static_cast<std::int64_t>(mb[2]), mb[3], mb[4], mb[5], mb[6], {}};
   s.marginal_forward = {static_cast<std::int64_t>(mb[7]), mb[8], mb[9], mb[10], mb[11], {}};
-  const double* tb = mb + 12;
+  const double* eb = mb + 12;
+  auto& e = s.estimators;
+  e.primaries = static_cast<int>(eb[0]);
+  const std::size_t nbl = static_cast<std::size_t>(eb[1]), nk = nbl * static_cast<std::size_t>(e.primaries);
+  e.max = eb[2];
+  const double* ev = eb + 3;
+  e.n.assign(ev, ev + nbl);
+  e.w.assign(ev + nbl, ev + 2 * nbl);
+  e.a.assign(ev + 2 * nbl, ev + 2 * nbl + nk);
+  e.wa.assign(ev + 2 * nbl + nk, ev + 2 * nbl + 2 * nk);
+  const double* tb = ev + 2 * nbl + 2 * nk;
   s.reverse.top.assign(tb + 1, tb + 1 + static_cast<std::size_t>(tb[0]));
   return s;
 }
@@ -136,6 +152,21 @@ MetricSums allreduce(const MetricSums& local, MPI_Comm comm) {
   g.modes.min_dist2 = gmin;
   g.modes.non_finite = gcounts[3];
   g.modes.count.assign(gcounts.begin() + 4, gcounts.end());
+  // Estimator block sums: weighted ones at the common max, then summed (every rank has the same blocks).
+  if (!local.estimators.empty()) {
+    EstimatorSums e = local.estimators;
+    e.rescale_to(gmx[0]);
+    std::vector<double> v;
+    for (const auto* a : {&e.n, &e.w, &e.a, &e.wa}) v.insert(v.end(), a->begin(), a->end());
+    MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, comm);
+    std::size_t o = 0;
+    for (auto* a : {&e.n, &e.w, &e.a, &e.wa}) {
+      std::copy(v.begin() + static_cast<std::ptrdiff_t>(o), v.begin() + static_cast<std::ptrdiff_t>(o + a->size()),
+                a->begin());
+      o += a->size();
+    }
+    g.estimators = e;
+  }
   // The marginal estimate's weights (phase-space flows; every rank has the same K).
   g.marginal_reverse = allreduce_weights(local.marginal_reverse, comm);
   g.marginal_forward = allreduce_weights(local.marginal_forward, comm);
@@ -228,6 +259,36 @@ std::string phase_space_text(const Metrics& m) {
   return out + "\n";
 }
 
+std::string estimators_text(const Metrics& m) {
+  if (m.estimators.empty()) return "";
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "figures with jackknife errors (%d blocks of samples):\n  %-16s %26s %26s %12s\n",
+                m.estimator_blocks, "", "flow", "reweighted", "exact");
+  std::string out = buf;
+  for (const auto& e : m.estimators) {
+    std::snprintf(buf, sizeof buf, "  %-16s %13.6g +- %-9.3g %13.6g +- %-9.3g", e.name.c_str(), e.flow, e.flow_error,
+                  e.reweighted, e.reweighted_error);
+    out += buf;
+    if (std::isfinite(e.exact)) {
+      std::snprintf(buf, sizeof buf, " %12.6g", e.exact);
+      out += buf;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string estimators_cell(const Metrics& m) {
+  std::string out;
+  char buf[160];
+  for (const auto& e : m.estimators) {
+    std::snprintf(buf, sizeof buf, "%s%s=%.6g+-%.3g", out.empty() ? "" : ";", e.name.c_str(), e.reweighted,
+                  e.reweighted_error);
+    out += buf;
+  }
+  return out;
+}
+
 std::string observables_text(const Metrics& m) {
   std::string out;
   char buf[256];
@@ -291,6 +352,20 @@ Json to_json(const Metrics& m) {
       obs[o.name] = x;
     }
     j["observables"] = obs;
+  }
+  if (!m.estimators.empty()) {
+    Json est = Json::object();
+    for (const auto& e : m.estimators) {
+      Json x = Json::object();
+      x["flow"] = e.flow;
+      x["flow_error"] = e.flow_error;
+      x["reweighted"] = e.reweighted;
+      x["reweighted_error"] = e.reweighted_error;
+      if (std::isfinite(e.exact)) x["exact"] = e.exact;
+      est[e.name] = x;
+    }
+    j["estimators"] = est;
+    j["estimator_blocks"] = m.estimator_blocks;
   }
   return j;
 }

@@ -32,6 +32,11 @@ std::string log_z_reliability(const Metrics& m);
 /// marginal estimate's figures with K; empty for other flows.
 std::string phase_space_text(const Metrics& m);
 
+/// The target's figures with jackknife errors, a table (empty if none).
+std::string estimators_text(const Metrics& m);
+/// The same as one batch-table cell: "name=reweighted+-error;..." (empty if none).
+std::string estimators_cell(const Metrics& m);
+
 /// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
 std::string observables_text(const Metrics& m);
 

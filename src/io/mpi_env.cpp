@@ -3,6 +3,9 @@
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <vector>
 
 #include "flows/nn/gemm.hpp"
 #include "src/errors.hpp"
@@ -74,5 +77,21 @@ void broadcast_sized(const Environment& env, V& v, MPI_Datatype type) {
 
 void broadcast(const Environment& env, std::string& s) { broadcast_sized(env, s, MPI_CHAR); }
 void broadcast(const Environment& env, std::vector<double>& v) { broadcast_sized(env, v, MPI_DOUBLE); }
+
+std::vector<double> gather_rows(const Environment& env, const double* rows, long long count, int width) {
+  const int mine = static_cast<int>(count * width);
+  std::vector<int> counts(env.root() ? env.size() : 0), displs(env.root() ? env.size() : 0);
+  MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, env.comm());
+  long long total = 0;
+  for (int r = 0; r < static_cast<int>(counts.size()); ++r) {
+    displs[r] = static_cast<int>(total);
+    total += counts[r];
+  }
+  if (total > std::numeric_limits<int>::max())
+    throw std::runtime_error("gather_rows: more than 2^31 numbers to gather on one rank");
+  std::vector<double> all(static_cast<std::size_t>(total));
+  MPI_Gatherv(rows, mine, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, env.comm());
+  return all;
+}
 
 }  // namespace bf

@@ -38,6 +38,10 @@ struct Slice {
 };
 Slice split_range(long long total, int rank, int size);
 
+/// Every rank's `count` rows of `width` numbers, concatenated in rank order on
+/// rank 0 (empty elsewhere): the gather of contiguous slices (collective).
+std::vector<double> gather_rows(const Environment& env, const double* rows, long long count, int width);
+
 /// Runs f on rank 0; an exception there is re-thrown on every rank
 /// (InputError as InputError, anything else as RunError; src/errors.hpp).
 void root_agreed(const Environment& env, const std::function<void()>& f);

@@ -35,8 +35,8 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
     Matrix<double> xv = xs;
     Vector<double> lv = ls;
     if (n > 0) model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(mine.begin + c0), xv, lv);
-    MetricSums s = metric_sums(target, xv, lv);
     const std::uint64_t first = static_cast<std::uint64_t>(mine.begin + c0);
+    MetricSums s = metric_sums(target, xv, lv, first, samples);
     const Vector<double> lmv = Kokkos::subview(lm, std::make_pair(0LL, K > 0 ? std::max(0LL, n) : 0LL));
     if (K > 0) {
       if (n > 0) model.marginal_log_density(params, xv, K, seed, 0, first, lmv);

@@ -129,6 +129,10 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
     os << "  WARNING: " << m.non_finite_samples << " of " << samples
        << " samples are NaN or infinite; hausdorff and mode coverage leave them out\n";
   if (!m.observables.empty()) os << "  observables:\n" << observables_text(m);
+  if (!m.estimators.empty()) {
+    std::istringstream in(estimators_text(m));
+    for (std::string line; std::getline(in, line);) os << "  " << line << "\n";
+  }
   if (!potential.empty()) os << "  " << potential << " (" << dir << "/potential.h5)\n";
   if (!histogram_path.empty())
     os << "  histogram (" << histogram_path << "; '|' " << m.histogram.reference_name << "):\n  " << m.histogram.text();
