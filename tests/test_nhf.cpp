@@ -8,6 +8,8 @@
 #include <functional>
 
 #include "flows/models/nhf.hpp"
+#include "physics/base_distributions.hpp"
+#include "physics/metrics.hpp"
 #include "physics/targets.hpp"
 #include "tests/test_helpers.hpp"
 
@@ -348,4 +350,60 @@ TEST(Nhf, MarginalEstimateDoesNotDependOnTheBatchOrTheSplit) {
     }
     for (int i = 0; i < 4; ++i) EXPECT_EQ(ec[i], eb[6 + i]) << i;
   }
+}
+
+// The identity flow (T → 0) sampling its own prior (target = prior = N(0, s²I))
+// with a constant encoder f = N(μ, σ²), σ ≠ 1: every sample is exact, so the
+// marginal KL is 0, while on phase space the weights are g(p)/f(p) and the
+// reverse KL is KL(f ‖ N(0, I)) = Σ_j [−log σ + (σ² + μ² − 1)/2] > 0. The
+// marginal estimate goes to 0 as K grows; the phase-space figure stays.
+TEST(Nhf, IdentityFlowMarginalKlVanishesWhilePhaseSpaceKlStays) {
+  const int D = 2, n = 4096;
+  const double s0 = 1.5, mu = 0.3, sigma = 0.6;
+  const auto target = GeneralizedGaussian::gaussian(D, s0);
+  std::shared_ptr<const Distribution> prior(GeneralizedGaussian::gaussian(D, s0));
+  NhfSpec spec;
+  spec.hidden = {6, 5};
+  spec.activation = Activation::softplus;
+  spec.fixed_kinetic = false;
+  spec.steps = 2;
+  spec.time = 1e-9;
+  spec.elbo = false;
+  NhfFlow<double> flow(*target, prior, spec, 512, 1u);
+  Vector<double> pd("p", flow.layout().size());
+  flow.initialize(pd, 3u);
+  std::vector<double> params = to_host(pd);
+  for (const ParamSlice& sl : flow.layout().slices()) {
+    if (sl.name.rfind("encoder.", 0) != 0) continue;
+    const bool last_bias = sl.name == "encoder.mu.b2" || sl.name == "encoder.sigma.b2";
+    const double v = sl.name == "encoder.mu.b2" ? mu : std::log(std::expm1(sigma - 1e-6));  // softplus(v) + 1e-6 = σ
+    for (std::size_t i = sl.offset; i < sl.offset + sl.size; ++i) params[i] = last_bias ? v : 0.0;
+  }
+  const Vector<double> p = device(params);
+  Matrix<double> x("x", n, D);
+  Vector<double> lq("lq", n), lm("lm", n);
+  flow.sample(p, 7u, Purpose::eval, 0, 0, x, lq);
+  const double kl_f = D * (-std::log(sigma) + (sigma * sigma + mu * mu - 1) / 2);
+  const double log_z = target->log_z();
+  MetricSums base = metric_sums(*target, x, lq);
+  const Metrics joint = finalize(base, target->modes());
+  // reverse_kl is KL − log Z; its standard error here is about sd(log g/f)/√n ≈ 0.02.
+  EXPECT_NEAR(joint.reverse_kl + log_z, kl_f, 0.06) << "phase space: KL(f || N(0, I)) = " << kl_f;
+  EXPECT_GT(kl_f, 0.4);
+  double last = 1e9;
+  for (int K : {1, 8, 64, 512}) {
+    flow.marginal_log_density(p, x, K, 7u, 0, 0, lm);
+    MetricSums s = base;
+    add_marginal_sums(s, *target, x, lm, K, false);
+    const Metrics m = finalize(s, target->modes());
+    const double kl = m.marginal_reverse_kl + log_z;
+    EXPECT_LT(std::fabs(kl), last + 1e-3) << "K = " << K << ": no worse than at K/8";
+    EXPECT_LT(kl, 1e-3) << "K = " << K << ": a lower bound of the marginal KL (0), up to the noise";
+    last = std::fabs(kl);
+    if (K == 512) {
+      EXPECT_LT(std::fabs(kl), 0.01) << "K = 512";
+      EXPECT_GT(m.marginal_reverse_ess, 0.98);
+    }
+  }
+  EXPECT_LT(joint.reverse_ess, 0.8) << "the phase-space ESS stays below";
 }
