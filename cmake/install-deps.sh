@@ -14,6 +14,7 @@ packages=(
   librandom123-dev                                        # test oracle for Philox
   slurm-wlm munge                                         # job scripts, tested on a local single-node SLURM
   python3                                                 # tests read JSON with a standard parser
+  python3-h5py python3-matplotlib                         # jobs/plot.py (tested in CI)
 )
 
 missing=()

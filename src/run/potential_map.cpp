@@ -43,6 +43,36 @@ std::vector<double> grid_extrema(const std::vector<double>& v, const std::vector
   return at;
 }
 
+namespace {
+// A square grid over the target's modes with a margin: axes xs, ys and the
+// points (x_i, y_j) row-major (i slow).
+struct Grid {
+  std::vector<double> xs, ys, pts;
+};
+Grid mode_grid(const Distribution& target, int grid) {
+  const auto& means = target.modes().means;
+  double lo[2] = {1e300, 1e300}, hi[2] = {-1e300, -1e300};
+  for (const auto& m : means)
+    for (int j = 0; j < 2; ++j) lo[j] = std::min(lo[j], m[j]), hi[j] = std::max(hi[j], m[j]);
+  const double pad = std::max(1.5, 0.25 * std::max(hi[0] - lo[0], hi[1] - lo[1]));
+  Grid g;
+  g.xs.resize(grid);
+  g.ys.resize(grid);
+  for (int i = 0; i < grid; ++i) {
+    g.xs[i] = lo[0] - pad + (hi[0] - lo[0] + 2 * pad) * i / (grid - 1);
+    g.ys[i] = lo[1] - pad + (hi[1] - lo[1] + 2 * pad) * i / (grid - 1);
+  }
+  for (int i = 0; i < grid; ++i)
+    for (int j = 0; j < grid; ++j) g.pts.push_back(g.xs[i]), g.pts.push_back(g.ys[j]);
+  return g;
+}
+std::vector<double> flat_modes(const Distribution& target) {
+  std::vector<double> mm;
+  for (const auto& m : target.modes().means) mm.insert(mm.end(), m.begin(), m.end());
+  return mm;
+}
+}  // namespace
+
 template <class T>
 PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, const Distribution& target,
                                      const std::string& path, int grid) {
@@ -50,21 +80,12 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
   LearnedPotential<T>* nhf = model.learned_potential();
   if (!nhf || target.dim() != 2) return out;
   const auto& means = target.modes().means;
-  double lo[2] = {1e300, 1e300}, hi[2] = {-1e300, -1e300};
-  for (const auto& m : means)
-    for (int j = 0; j < 2; ++j) lo[j] = std::min(lo[j], m[j]), hi[j] = std::max(hi[j], m[j]);
   double min_sep = std::numeric_limits<double>::infinity();
   for (std::size_t a = 0; a < means.size(); ++a)
     for (std::size_t b = a + 1; b < means.size(); ++b)
       min_sep = std::min(min_sep, std::hypot(means[a][0] - means[b][0], means[a][1] - means[b][1]));
-  const double pad = std::max(1.5, 0.25 * std::max(hi[0] - lo[0], hi[1] - lo[1]));
-  std::vector<double> xs(grid), ys(grid), pts;
-  for (int i = 0; i < grid; ++i) {
-    xs[i] = lo[0] - pad + (hi[0] - lo[0] + 2 * pad) * i / (grid - 1);
-    ys[i] = lo[1] - pad + (hi[1] - lo[1] + 2 * pad) * i / (grid - 1);
-  }
-  for (int i = 0; i < grid; ++i)
-    for (int j = 0; j < grid; ++j) pts.push_back(xs[i]), pts.push_back(ys[j]);
+  const Grid gr = mode_grid(target, grid);
+  const std::vector<double>&xs = gr.xs, &ys = gr.ys, &pts = gr.pts;
   const std::vector<double> v = nhf->potential(params, pts);  // v[i * grid + j] = V(x_i, y_j)
   const std::vector<double> minima = grid_extrema(v, xs, ys, +1), maxima = grid_extrema(v, xs, ys, -1);
   out.written = true;
@@ -85,8 +106,7 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
   out.modes_with_minimum = modes_near(minima);
   out.modes_with_maximum = modes_near(maxima);
   out.mass_matrix = nhf->mass_matrix(params);
-  std::vector<double> mm;
-  for (const auto& m : means) mm.insert(mm.end(), m.begin(), m.end());
+  const std::vector<double> mm = flat_modes(target);
   const std::string tmp = path + ".tmp";
   {
     h5::Handle f = h5::create_file(tmp);
@@ -103,6 +123,59 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp);
   return out;
 }
+
+template <class T>
+bool write_density_map(Model<T>& model, const Vector<T>& params, const Distribution& target, std::uint32_t seed,
+                       const std::string& path, int samples, int grid) {
+  if (target.dim() != 2) return false;
+  const Grid gr = mode_grid(target, grid);
+  const int n_grid = grid * grid;
+  Matrix<double> g("density_grid", n_grid, 2);
+  {
+    auto h = Kokkos::create_mirror_view(g);
+    for (int i = 0; i < n_grid; ++i) h(i, 0) = gr.pts[2 * i], h(i, 1) = gr.pts[2 * i + 1];
+    Kokkos::deep_copy(g, h);
+  }
+  Vector<double> e("density_energy", n_grid);
+  target.energy(g, e);
+  const double lz = std::isfinite(target.log_z()) ? target.log_z() : 0.0;
+  std::vector<double> logp(n_grid);
+  {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), e);
+    for (int i = 0; i < n_grid; ++i) logp[i] = -h(i) - lz;
+  }
+  // The flow's samples: the evaluation's stream, in chunks of the model's batch.
+  std::vector<double> xs;
+  const int chunk = std::max(1, model.max_batch());
+  for (int c0 = 0; c0 < samples; c0 += chunk) {
+    const int n = std::min(chunk, samples - c0);
+    Matrix<double> x("density_samples", n, 2);
+    Vector<double> lq("density_log_q", n);
+    model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(c0), x, lq);
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+    for (int i = 0; i < n; ++i) xs.push_back(h(i, 0)), xs.push_back(h(i, 1));
+  }
+  const std::vector<double> mm = flat_modes(target);
+  const std::string tmp = path + ".tmp";
+  {
+    h5::Handle f = h5::create_file(tmp);
+    h5::write_string(f, "format", "boltzflow-density");
+    h5::write_string(f, "target", target.description());
+    h5::write_matrix(f, "log_density", logp, grid, grid);
+    h5::write_int(f, "normalised", std::isfinite(target.log_z()) ? 1 : 0);
+    h5::write_array(f, "x", gr.xs, false);
+    h5::write_array(f, "y", gr.ys, false);
+    h5::write_matrix(f, "samples", xs, xs.size() / 2, 2);
+    h5::write_matrix(f, "modes", mm, mm.size() / 2, 2);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp);
+  return true;
+}
+
+template bool write_density_map<float>(Model<float>&, const Vector<float>&, const Distribution&, std::uint32_t,
+                                       const std::string&, int, int);
+template bool write_density_map<double>(Model<double>&, const Vector<double>&, const Distribution&, std::uint32_t,
+                                        const std::string&, int, int);
 
 template PotentialSummary write_potential_map<float>(Model<float>&, const Vector<float>&, const Distribution&,
                                                      const std::string&, int);

@@ -1,3 +1,5 @@
+// Maps for 2-D targets beside a run's checkpoint.
+//
 // What the fixed-kinetic NHF paper is about: the learned potential V on a
 // grid, its local minima against the target's modes, and the learned mass
 // matrix. Written as HDF5 (/potential [N x N], /x, /y, /modes, /minima,
@@ -33,5 +35,12 @@ std::vector<double> grid_extrema(const std::vector<double>& v, const std::vector
 template <class T>
 PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, const Distribution& target,
                                      const std::string& path, int grid = 161);
+
+/// For 2-D targets: the target's log density on a grid over its modes (/log_density [N x N] at
+/// (/x_i, /y_j), normalised where log Z is known: /normalised) and `samples` samples of the flow
+/// (/samples, the evaluation's stream), with /modes, for plots (jobs/plot.py). False otherwise.
+template <class T>
+bool write_density_map(Model<T>& model, const Vector<T>& params, const Distribution& target, std::uint32_t seed,
+                       const std::string& path, int samples = 2000, int grid = 121);
 
 }  // namespace bf

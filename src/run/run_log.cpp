@@ -137,6 +137,7 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
   if (!histogram_path.empty())
     os << "  histogram (" << histogram_path << "; '|' " << m.histogram.reference_name << "):\n  " << m.histogram.text();
   os << "  run directory: " << dir << "\n";
+  os << "  plots: /usr/bin/python3 " << BOLTZFLOW_PLOT_SCRIPT << " " << dir << "\n";
   return os.str();
 }
 

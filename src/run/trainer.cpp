@@ -248,6 +248,7 @@ class Trainer {
     std::string potential, histogram;
     root_agreed(env_, [&] {
       potential = write_potential_map<T>(*model_, params_, *target_, paths_.dir + "/potential.h5").text();
+      write_density_map<T>(*model_, params_, *target_, seed_, paths_.dir + "/density.h5");
       // The target's histogram (φ⁴: the mean field against Eq. 21), as HDF5 in the run directory.
       if (!last_eval_.histogram.empty()) {
         histogram = paths_.dir + "/" + last_eval_.histogram.observable + ".h5";
