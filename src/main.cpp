@@ -46,9 +46,13 @@ int main(int argc, char** argv) {
     (a.rfind("--kokkos-", 0) == 0 ? kokkos_args : args).push_back(a);
   }
   Environment env(argc, argv, kokkos_args);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+  if (args.empty()) {
+    if (env.root()) std::cerr << "boltzflow: error: no command given\n\n" << usage();
+    return kExitBadInput;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_root(env, usage());
-    return args.empty() ? kExitBadInput : kExitOk;
+    return kExitOk;
   }
   if (args[0] == "--version") {
     print_root(env, build_description() + "\n");
@@ -58,7 +62,7 @@ int main(int argc, char** argv) {
   for (const auto& c : commands())
     if (args[0] == c.name) cmd = &c;
   if (!cmd) {
-    if (env.root()) std::cerr << "boltzflow: unknown command '" << args[0] << "'\n\n" << usage();
+    if (env.root()) std::cerr << "boltzflow: error: unknown command '" << args[0] << "'\n\n" << usage();
     return kExitBadInput;
   }
   try {
