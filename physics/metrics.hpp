@@ -173,6 +173,11 @@ struct Metrics {
   double marginal_reverse_ess = std::numeric_limits<double>::quiet_NaN();
   double marginal_forward_kl = std::numeric_limits<double>::quiet_NaN();
   double marginal_forward_ess = std::numeric_limits<double>::quiet_NaN();
+  /// The marginal ESS is at least the phase-space ESS (the marginal weights are conditional
+  /// means of the joint ones); an estimate below it has not converged in K.
+  bool marginal_unconverged() const {
+    return phase_space && momentum_samples > 0 && marginal_reverse_ess < reverse_ess;
+  }
   bool has_forward = false;
   std::int64_t forward_samples = 0;
   double forward_kl = std::numeric_limits<double>::quiet_NaN();

@@ -494,7 +494,9 @@ TEST(Estimators, FreeFieldFiguresAndJackknifeErrorsAreCalibrated) {
         zz += z * z;
         zmax = std::fmax(zmax, std::fabs(z));
         ++count;
-        if (c == 1.0) EXPECT_NEAR(e.flow, e.reweighted, 1e-9 * std::fmax(1.0, std::fabs(e.flow))) << "constant weights";
+        if (c == 1.0) {
+          EXPECT_NEAR(e.flow, e.reweighted, 1e-9 * std::fmax(1.0, std::fabs(e.flow))) << "constant weights";
+        }
       }
       g0_flow += m.estimators[5].flow / reps;
     }
@@ -502,6 +504,8 @@ TEST(Estimators, FreeFieldFiguresAndJackknifeErrorsAreCalibrated) {
     EXPECT_GT(rms, 0.75) << "c = " << c << ": the errors are not too large";
     EXPECT_LT(rms, 1.3) << "c = " << c << ": the errors are not too small";
     EXPECT_LT(zmax, 5.5) << "c = " << c;
-    if (c != 1.0) EXPECT_NEAR(g0_flow / ff.g(0), c, 0.05) << "unweighted samples of N(0, c/A) give c G(0)";
+    if (c != 1.0) {
+      EXPECT_NEAR(g0_flow / ff.g(0), c, 0.05) << "unweighted samples of N(0, c/A) give c G(0)";
+    }
   }
 }

@@ -407,3 +407,28 @@ TEST(Nhf, IdentityFlowMarginalKlVanishesWhilePhaseSpaceKlStays) {
   }
   EXPECT_LT(joint.reverse_ess, 0.8) << "the phase-space ESS stays below";
 }
+
+// exp(log q̂_K) is unbiased for q(x) at every x, so its integral over the plane
+// is 1 for any flow: checked by quadrature on a grid for the sampler (proposal
+// N(0, I), M(x, p) = π0(q0) f(p0|q0)) and the density model (proposal the encoder),
+// both with T > 0 and an MLP kinetic energy (no closed form for q).
+TEST(Nhf, MarginalEstimateIntegratesToOne) {
+  for (bool elbo : {false, true}) {
+    NhfSetup s = make("gmm9", false, elbo, Activation::softplus, "gauss", 1024, 0.8);
+    for (const ParamSlice& sl : s.flow->layout().slices()) {
+      if (sl.name.rfind("encoder.", 0) != 0) continue;
+      for (std::size_t i = sl.offset; i < sl.offset + sl.size; ++i) s.params[i] *= 0.2;
+      if (sl.name == "encoder.sigma.b2")
+        for (std::size_t i = sl.offset; i < sl.offset + sl.size; ++i) s.params[i] += 0.7;
+    }
+    const int g = 90;
+    const double lo = -7, hi = 7, h = (hi - lo) / g;
+    std::vector<double> pts;
+    for (int i = 0; i < g; ++i)
+      for (int j = 0; j < g; ++j) pts.insert(pts.end(), {lo + (i + 0.5) * h, lo + (j + 0.5) * h});
+    const std::vector<double> lq = marginal(s, pts, 64);
+    double integral = 0;
+    for (double v : lq) integral += std::exp(v) * h * h;
+    EXPECT_NEAR(integral, 1.0, 0.03) << (elbo ? "elbo" : "sampler");
+  }
+}

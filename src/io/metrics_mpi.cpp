@@ -256,7 +256,11 @@ std::string phase_space_text(const Metrics& m) {
                   m.marginal_forward_ess);
     out += buf;
   }
-  return out + "\n";
+  out += "\n";
+  if (m.marginal_unconverged())
+    out += "NOT CONVERGED: the marginal ESS estimate is below the phase-space ESS, which bounds the true one "
+           "from below; raise eval.momentum_samples\n";
+  return out;
 }
 
 std::string estimators_text(const Metrics& m) {
@@ -275,6 +279,9 @@ std::string estimators_text(const Metrics& m) {
     }
     out += "\n";
   }
+  if (!m.log_z_stderr_reliable)
+    out += "  (the importance weights fail the log_z reliability test above: the reweighted errors are too "
+           "small where the weights' tail is heavy)\n";
   return out;
 }
 
@@ -315,6 +322,7 @@ Json to_json(const Metrics& m) {
     j["momentum_samples"] = m.momentum_samples;
     j["marginal_reverse_kl"] = m.marginal_reverse_kl;
     j["marginal_reverse_ess"] = m.marginal_reverse_ess;
+    j["marginal_converged"] = !m.marginal_unconverged();
     if (std::isfinite(m.marginal_forward_kl)) {
       j["marginal_forward_kl"] = m.marginal_forward_kl;
       j["marginal_forward_ess"] = m.marginal_forward_ess;

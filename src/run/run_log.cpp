@@ -118,6 +118,9 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
       if (std::isfinite(m.marginal_forward_kl))
         os << "  forward_kl " << fmt_num(m.marginal_forward_kl) << " (an upper bound)  forward_ess "
            << fmt_num(m.marginal_forward_ess);
+      if (m.marginal_unconverged())
+        os << "\n  NOT CONVERGED: the marginal ESS estimate is below the phase-space ESS, which bounds it from "
+              "below; raise eval.momentum_samples";
     } else {
       os << "\n  marginal estimate: off (eval.momentum_samples = 0)";
     }
