@@ -423,11 +423,17 @@ TEST(Runner, McmcChainsDoNotDependOnTheRankCount) {
   const double rate = h5::read_double(a, "chain/acceptance");
   EXPECT_GT(rate, 0.0);
   EXPECT_LE(rate, 1.0);
-  for (const std::string bad : {" --mcmc 1", " --mcmc 10 --samples 10", " --samples 10 --chains 2", " --mcmc 10 --burn-in 9"}) {
+  for (const std::string bad : {" --mcmc 1", " --mcmc 10 --samples 10", " --samples 10 --chains 2", " --mcmc 10 --burn-in 9",
+                                 " --mcmc 20 --chains 99999999999", " --mcmc 99999999999 --chains 99999999999"}) {
     const auto r = run(boltzflow(0) + " sample --run " + d + "/run --out " + d + "/bad.h5" + bad);
     EXPECT_EQ(r.code, 2) << bad << "\n" << r.output;
+    EXPECT_NE(r.output.find("error:"), std::string::npos) << r.output;
     EXPECT_FALSE(file_exists(d + "/bad.h5"));
   }
+  // An --out that cannot be created is refused before any sampling, with the reason.
+  const auto nodir = run(boltzflow(0) + " sample --run " + d + "/run --samples 10 --out " + d + "/no/such/dir/x.h5");
+  EXPECT_EQ(nodir.code, 2) << nodir.output;
+  EXPECT_NE(nodir.output.find("cannot create"), std::string::npos) << nodir.output;
 }
 
 // A CSV file as rows of fields (quoted fields with "" escapes, as evaluate writes them).

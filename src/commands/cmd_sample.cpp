@@ -9,6 +9,11 @@
 // so the chains do not depend on the rank count: ranks draw the proposals of
 // their chains, rank 0 runs the chains and writes them with their statistics.
 #include <cmath>
+#include <algorithm>
+#include <limits>
+#include <fstream>
+#include <cstring>
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -194,11 +199,19 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
   if (mcmc && steps < 2) throw InputError("--mcmc must be at least 2 steps per chain");
   if (chains < 1) throw InputError("--chains must be at least 1");
   if (burn_in < 0 || (mcmc && burn_in > steps - 2)) throw InputError("--burn-in must be in [0, --mcmc − 2]");
+  if (mcmc && chains > std::numeric_limits<long long>::max() / steps)
+    throw InputError("--mcmc " + std::to_string(steps) + " x --chains " + std::to_string(chains) + " overflows");
   const long long n = mcmc ? steps * chains : parse_int(vm["samples"].as<std::string>(), "--samples");
   if (n < 1) throw InputError("--samples must be at least 1");
   const std::string out = vm["out"].as<std::string>();
   root_agreed(env, [&] {
     if (file_exists(out)) throw InputError("--out '" + out + "' exists; it is not overwritten");
+    // The file goes through out.tmp: find out now, not after the sampling, whether it can be written.
+    const std::string tmp = out + ".tmp";
+    errno = 0;
+    if (!std::ofstream(tmp))
+      throw InputError("--out '" + out + "': cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
+    std::remove(tmp.c_str());
   });
   const std::string path =
       vm.count("run") ? RunPaths{vm["run"].as<std::string>()}.checkpoint() : vm["checkpoint"].as<std::string>();
@@ -207,7 +220,12 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
                                  ? static_cast<std::uint32_t>(parse_int(vm["seed"].as<std::string>(), "--seed"))
                                  : run.ckpt.seed;
   const int d = run.target->dim();
-  // Plain samples split by sample; chains split by chain (a chain's proposals on one rank).
+  // Rank 0 gathers every sample (D numbers, and the figures' primaries) into one file.
+  const long long width = std::max<long long>({d, static_cast<long long>(run.target->estimators().primaries.size()), 4});
+  if (n > std::numeric_limits<int>::max() / width)
+    throw InputError(std::to_string(n) + (mcmc ? " proposals" : " samples") + " of " + std::to_string(width) +
+                     " numbers are more than one file of this command holds (2^31 numbers); draw them in several "
+                     "runs with different --seed");
   const Slice chains_mine = split_range(chains, env.rank(), env.size());
   const Slice mine = mcmc ? Slice{chains_mine.begin * steps, chains_mine.end * steps} : split_range(n, env.rank(), env.size());
   Matrix<double> x("x", mine.count(), d);
