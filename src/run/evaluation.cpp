@@ -34,8 +34,8 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
     const auto ls = Kokkos::subview(lq, std::make_pair(0LL, std::max(0LL, n)));
     Matrix<double> xv = xs;
     Vector<double> lv = ls;
-    if (n > 0) model.sample(params, seed, Purpose::eval, 0, static_cast<std::uint64_t>(mine.begin + c0), xv, lv);
-    const std::uint64_t first = static_cast<std::uint64_t>(mine.begin + c0);
+    const std::uint64_t first = static_cast<std::uint64_t>(mine.begin + c0);  // global index of the chunk's first sample
+    if (n > 0) model.sample(params, seed, Purpose::eval, 0, first, xv, lv);
     MetricSums s = metric_sums(target, xv, lv, first, samples);
     const Vector<double> lmv = Kokkos::subview(lm, std::make_pair(0LL, K > 0 ? std::max(0LL, n) : 0LL));
     if (K > 0) {
@@ -51,7 +51,7 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
     }
     if (fwd) {
       if (n > 0) {
-        target.sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin + c0), xv);
+        target.sample(seed, Purpose::target_sample, 0, first, xv);
         model.log_density(params, xv, lv);
       }
       add_forward_sums(s, target, xv, lv);
