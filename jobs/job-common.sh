@@ -35,11 +35,18 @@ bf_launch() {
 }
 
 bf_step() { "$BOLTZFLOW" inspect --step "$1/checkpoint.h5" 2>/dev/null || echo -1; }
+# bf_setting RUN_DIR SECTION KEY: a value of the configuration saved in the checkpoint.
+bf_setting() {
+  "$BOLTZFLOW" inspect "$1/checkpoint.h5" 2>/dev/null |
+    sed -n "/^\[$2\]/,/^\[/s/^$3 = \([^ ]*\).*/\1/p" | head -n 1
+}
 
 # bf_train CONFIG RUN_DIR [overrides...]: one segment of a training run.
-# Exit status: the runner's (0 done, 2 bad input, 3 stopped and checkpointed),
-# or 4 when a stopped segment made no progress (a time limit shorter than the
-# --signal lead time would otherwise requeue forever).
+# Exit status: the runner's (0 done or at run.stop_at, 2 bad input, 3 stopped
+# and checkpointed), 4 when a stopped segment made no progress (a time limit
+# shorter than the --signal lead time would otherwise requeue forever), or 5
+# when the launcher exited 0 but the checkpoint is short of train.steps and
+# run.stop_at (the ranks never ran: a failed step launch).
 bf_train() {
   local config=$1 run_dir=$2
   shift 2
@@ -51,6 +58,22 @@ bf_train() {
   echo "boltzflow job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}): $BOLTZFLOW train --config $config --out $run_dir ${resume[*]} $*"
   bf_launch "$BOLTZFLOW" train --config "$config" --out "$run_dir" "${resume[@]}" "$@"
   local code=$?
+  if [ "$code" -eq 0 ]; then
+    # A launcher can exit 0 when its tasks never started (srun does, after a
+    # failed step launch): believe the checkpoint, not the exit status.
+    local after steps stop_at
+    after=$(bf_step "$run_dir")
+    steps=$(bf_setting "$run_dir" train steps)
+    stop_at=$(bf_setting "$run_dir" run stop_at)
+    if [ "$after" -lt 0 ] || [ -z "$steps" ] ||
+       { [ "$after" -lt "$steps" ] && { [ "${stop_at:-0}" -le 0 ] || [ "$after" -lt "$stop_at" ]; }; }; then
+      local where="there is no $run_dir/checkpoint.h5"
+      [ "$after" -ge 0 ] && where="$run_dir/checkpoint.h5 is at step $after of ${steps:-?}"
+      echo "the launcher exited 0 but $where: the ranks did not run" \
+           "(see the launcher's errors above); not treating this as done" >&2
+      return 5
+    fi
+  fi
   if [ "$code" -eq 3 ] && [ "$before" -ge 0 ] && [ "$(bf_step "$run_dir")" -le "$before" ]; then
     echo "no progress since step $before in this segment: the signal came too early for the time limit" \
          "(raise --time or lower the --signal lead time); not requeueing" >&2

@@ -24,7 +24,7 @@ d_port=${BOLTZFLOW_SLURM_D_PORT:-16818}
 say() { echo "local-cluster: $*" >&2; }
 
 write_config() {
-  mkdir -p "$dir"/{state,spool,log,munge}
+  mkdir -p "$dir"/{state,spool,log,munge,pmix}
   chmod 700 "$dir/munge"
   if [ ! -f "$dir/munge/munge.key" ]; then
     dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
@@ -68,6 +68,11 @@ AccountingStorageType=accounting_storage/none
 NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
+  # PMIx's per-step directories (spmix_appdir_UID_JOB.STEP) go here, not in /tmp:
+  # a cluster killed mid-step leaves its directory behind, and a later cluster
+  # whose job IDs start again at 1 would fail that step's launch on it
+  # ("Cannot create client cli tmpdir ... File exists").
+  echo "PMIxCliTmpDirBase=$dir/pmix" > "$dir/mpi.conf"
 }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -81,7 +86,10 @@ start() {
   fi
   export SLURM_CONF=$conf
   running "$dir/slurmctld.pid" || slurmctld -f "$conf" -i
-  running "$dir/slurmd.pid" || slurmd -f "$conf" -N localhost
+  if ! running "$dir/slurmd.pid"; then
+    rm -rf "$dir"/pmix/spmix_appdir_* # left by steps of a cluster that was killed; no step runs now
+    slurmd -f "$conf" -N localhost
+  fi
   for _ in $(seq 1 60); do
     if sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
       say "up: $(sinfo -h -N -o '%N %c CPUs %T') (SLURM_CONF=$conf)"

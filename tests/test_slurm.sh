@@ -4,7 +4,9 @@
 #   1. a job with a bad config fails fast with exit code 2 and a readable error;
 #   2. a 4-task array sweep completes and the batch evaluation writes one row
 #      per run with the right columns;
-#   3. a 2-task training job receives USR1 before its time limit, checkpoints,
+#   3. a job whose step fails to launch (srun exits 0) fails with exit code 5
+#      instead of reporting a finished run;
+#   4. a 2-task training job receives USR1 before its time limit, checkpoints,
 #      requeues, resumes and completes with the same final parameters as an
 #      uninterrupted run.
 # usage: test_slurm.sh BOLTZFLOW_BINARY SOURCE_DIR
@@ -84,7 +86,20 @@ for d in "target.m=0.25_run.seed=1" "target.m=0.5_run.seed=1" "target.m=0.5_run.
   grep -q "^$work/sweep/$d,ok," "$table" || fail "no row for $d"
 done
 
-echo "== 3. USR1 before the limit: checkpoint, requeue, resume, same result"
+echo "== 3. a step whose ranks never start fails the job (srun itself exits 0)"
+# PMIx refuses to launch a step whose directory exists already (what a cluster
+# killed mid-step leaves behind): make one for the next job's first step.
+job=$(sbatch --parsable --hold -o nolaunch-%j.out "$src/jobs/train.sbatch" tiny.ini "$work/nolaunch")
+mkdir -p "$BOLTZFLOW_SLURM_DIR/pmix/spmix_appdir_$(id -u)_$job.0"
+scontrol release "$job"
+s=$(wait_done "$job" 120)
+cat nolaunch-"$job".out
+[ "$s" = FAILED ] || fail "a job whose step never launched ended $s"
+scontrol show job "$job" | grep -q "ExitCode=5:0" || fail "exit code: $(scontrol show job "$job" | grep -o 'ExitCode=[^ ]*')"
+grep -q "the ranks did not run" nolaunch-"$job".out || fail "no message naming the failed launch"
+! grep -q "done at step" nolaunch-"$job".out || fail "reported as done"
+
+echo "== 4. USR1 before the limit: checkpoint, requeue, resume, same result"
 # SLURM checks time limits every ~30 s and may signal up to 60 s early: with a
 # 2-minute limit and a 40 s lead the signal comes 20 to 110 s into a segment,
 # so a training of a few minutes is interrupted at least once and every
