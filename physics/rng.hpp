@@ -27,6 +27,8 @@ enum class Purpose : std::uint32_t {
   minibatch_order = 10, // the order of a data set in each epoch (epoch minibatches)
   mcmc = 11,            // `boltzflow sample --mcmc`: the accept/reject uniforms
   marginal_momentum = 12,  // NHF marginal estimate: the K momenta per sample
+  path_time = 13,       // Hamiltonian generative flow: the time of each sample on its path
+  path_noise = 14,      // Hamiltonian generative flow: the path's noise ε
   test = 100,           // tests
 };
 

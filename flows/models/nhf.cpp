@@ -1,5 +1,5 @@
 // NhfFlow: construction, the losses through the Leapfrog's adjoint, sampling,
-// and the host diagnostics. The minibatches are in nhf_minibatch.cpp, the
+// and the host diagnostics. The minibatches are flows/training_set.*, the
 // Hamiltonian (V, K and their Hessian-vector products) in nhf_impl.hpp.
 #include "flows/models/nhf.hpp"
 
@@ -81,13 +81,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
   e2 = Vector<T>("nhf_e2", B);
   zd = Matrix<double>("nhf_z", B, D);
   term = Vector<double>("nhf_marginal_term", B);
-  if (sp.elbo) {
-    if (sp.dataset_size < 1) throw std::invalid_argument("nhf: the data set needs at least one point");
-    data = Matrix<double>("nhf_data", sp.dataset_size, D);
-    tgt.sample(seed, Purpose::dataset, 0, 0, data);
-    idx = Kokkos::View<std::int64_t*, MemSpace>("nhf_minibatch", B);
-    if (sp.epochs) order = Kokkos::View<std::int64_t**, MemSpace>("nhf_epoch_order", 2, sp.dataset_size);
-  }
+  if (sp.elbo) data = TrainingSet(tgt, sp.dataset_size, sp.epochs, seed, B);
 }
 
 template <class T>
@@ -181,14 +175,8 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
                 mu = head_rows(m.mu_v, n), sig = head_rows(m.sig_v, n), eps = head_rows(m.eps, n);
   // The start: positions from the prior (sampling) or the data set (density estimation).
   if (elbo) {
-    m.select_minibatch(bref);
-    const Matrix<double> data = m.data;
-    const auto idx = m.idx;
-    Kokkos::parallel_for(
-        "bf::nhf_minibatch_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-          const std::int64_t k = idx(i);
-          for (int j = 0; j < D; ++j) q(i, j) = static_cast<T>(data(k, j));
-        });
+    m.data.select(bref);
+    gather_selected<T>(m.data, n, q);
   } else {
     m.draw_prior(bref.seed, Purpose::base_sample, bref.step, bref.first, n);
   }
@@ -445,6 +433,12 @@ void NhfFlow<T>::leapfrog(const Vector<T>& params, std::vector<double>& qv, std:
   m.leapfrog.integrate(H, n, head_rows(m.q, n), head_rows(m.p, n), static_cast<T>(dt), false);
   qv = rows_to_host<T>(m.q, n);
   pv = rows_to_host<T>(m.p, n);
+}
+
+template <class T>
+std::vector<std::int64_t> NhfFlow<T>::minibatch_indices(const BatchRef& bref) {
+  if (!m_->spec.elbo) throw std::logic_error("nhf: minibatches exist only for train.loss = elbo");
+  return m_->data.indices(bref);
 }
 
 template struct detail::NhfImpl<float>;

@@ -1,4 +1,4 @@
-// NhfFlow's inside (internal: included by nhf.cpp and nhf_minibatch.cpp only).
+// NhfFlow's inside (internal: included by nhf.cpp only).
 // A struct at namespace scope with public members, because CUDA allows device
 // lambdas only in functions it can name from outside; the public class holds
 // it privately.
@@ -7,6 +7,7 @@
 #include "flows/nn/derivatives.hpp"
 #include "flows/integrators/leapfrog.hpp"
 #include "flows/models/nhf.hpp"
+#include "flows/training_set.hpp"
 
 namespace bf::detail {
 
@@ -24,11 +25,8 @@ struct NhfImpl {
   ParamSlice mass;  // fixed kinetic: L (D x D, lower triangle, log diagonal)
   typename Mlp<T>::Workspace wv, wk, wmu, wsig;
   Leapfrog<T> leapfrog;
-  Matrix<double> data, zd;
-  Kokkos::View<std::int64_t*, MemSpace> idx;     // data-set row of each sample of the batch
-  Kokkos::View<std::int64_t**, MemSpace> order;  // epochs: the data set's order in epochs order_epoch, + 1
-  std::int64_t order_epoch = -1;
-  std::uint32_t order_seed = 0;
+  TrainingSet data;  // elbo: the exact samples and each batch's rows of them
+  Matrix<double> zd;
   Matrix<T> vrows, krows, vadj, kadj, vin, kin;  // network rows and adjoints (HVPs: 2 B rows)
   Matrix<T> q, p, a, b, tmp, mu_v, sig_v, eps, enc_in, mu_bar;
   Vector<T> e, e2;
@@ -39,8 +37,6 @@ struct NhfImpl {
   /// Encoder reverse: adjoints of μ and σ (σ̄ overwritten) → parameter gradients.
   void encode_reverse(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<T>& mu_adj,
                       const Rows<T>& sigma_adj);
-  /// The data-set rows of this rank's samples of `batch` into idx (elbo).
-  void select_minibatch(const BatchRef& batch);
   /// q (n rows) := the prior's samples of the batch, cast to T.
   void draw_prior(std::uint32_t seed, Purpose purpose, std::int64_t step, std::uint64_t first, int n);
 };

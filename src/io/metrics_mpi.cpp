@@ -238,21 +238,16 @@ std::string log_z_reliability(const Metrics& m) {
   return buf;
 }
 
-std::string phase_space_text(const Metrics& m) {
+std::string marginal_text(const Metrics& m) {
   if (!m.phase_space) return "";
-  std::string out =
-      "reverse_kl and reverse_ess" + std::string(m.has_forward ? ", forward_kl and forward_ess" : "") +
-      " are of the flow on phase space (q, p): the marginal KL is at most, the marginal ESS at least that; "
-      "log Z is unbiased\n";
+  if (m.momentum_samples <= 0) return "marginal estimate: off (eval.momentum_samples = 0)\n";
   char buf[512];
-  if (m.momentum_samples <= 0) return out + "marginal estimate: off (eval.momentum_samples = 0)\n";
   std::snprintf(buf, sizeof buf,
-                "marginal estimate (K = %d momenta per sample; the KL estimates are bounds that tighten as K "
-                "grows: reverse from below, forward from above): reverse_kl %.6g  reverse_ess %.6g",
+                "marginal estimate (K = %d momenta per sample): reverse_kl %.6g (a lower bound)  reverse_ess %.6g",
                 m.momentum_samples, m.marginal_reverse_kl, m.marginal_reverse_ess);
-  out += buf;
+  std::string out = buf;
   if (std::isfinite(m.marginal_forward_kl)) {
-    std::snprintf(buf, sizeof buf, "  forward_kl %.6g  forward_ess %.6g", m.marginal_forward_kl,
+    std::snprintf(buf, sizeof buf, "  forward_kl %.6g (an upper bound)  forward_ess %.6g", m.marginal_forward_kl,
                   m.marginal_forward_ess);
     out += buf;
   }
@@ -261,6 +256,14 @@ std::string phase_space_text(const Metrics& m) {
     out += "NOT CONVERGED: the marginal ESS estimate is below the phase-space ESS, which bounds the true one "
            "from below; raise eval.momentum_samples\n";
   return out;
+}
+
+std::string phase_space_text(const Metrics& m) {
+  if (!m.phase_space) return "";
+  return "reverse_kl and reverse_ess" + std::string(m.has_forward ? ", forward_kl and forward_ess" : "") +
+         " are of the flow on phase space (q, p): the marginal KL is at most, the marginal ESS at least that; "
+         "log Z is unbiased; the marginal KL estimates below tighten as K grows\n" +
+         marginal_text(m);
 }
 
 std::string estimators_text(const Metrics& m) {

@@ -31,6 +31,8 @@ std::string log_z_reliability(const Metrics& m);
 /// For a phase-space flow (NHF), what its reverse/forward figures are, and the
 /// marginal estimate's figures with K; empty for other flows.
 std::string phase_space_text(const Metrics& m);
+/// The marginal estimate's line (and NOT CONVERGED when it is), or that it is off; empty for other flows.
+std::string marginal_text(const Metrics& m);
 
 /// The target's figures with jackknife errors, a table (empty if none).
 std::string estimators_text(const Metrics& m);

@@ -2,6 +2,7 @@
 
 #include "flows/models/affine.hpp"
 #include "flows/models/cnf.hpp"
+#include "flows/models/hgf.hpp"
 #include "flows/models/nhf.hpp"
 #include "physics/targets.hpp"
 
@@ -80,6 +81,28 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
                          ") at most train.dataset_size (" + std::to_string(cfg.train.dataset_size) + ")");
       return std::make_unique<NhfFlow<T>>(target, make_base(cfg.base, target.dim()), s, max_batch,
                                           static_cast<std::uint32_t>(cfg.run.seed));
+    }
+    if (kind == "hgf") {
+      if (loss != "velocity_matching")
+        throw InputError("train.loss = " + loss + " is not available for model.kind = hgf (velocity_matching)");
+      HgfSpec s;
+      s.path.kind = parse_path(m.path);
+      s.path.omega = m.omega;
+      s.path.sigma_v = m.sigma_v;
+      s.path.time = m.path_time;
+      s.exact_velocity = m.velocity == "exact";
+      s.kernels = static_cast<int>(m.kernels);
+      s.hidden = widths(m.hidden, "model.hidden");
+      s.activation = parse_activation(m.activation);
+      s.time_input = m.time_input;
+      s.output_gain = m.output_gain;
+      s.steps = static_cast<int>(m.integration_steps);
+      s.dataset_size = static_cast<int>(cfg.train.dataset_size);
+      s.epochs = cfg.train.minibatch == "epochs";
+      if (s.epochs && cfg.train.batch > s.dataset_size)
+        throw InputError("train.minibatch = epochs needs train.batch (" + std::to_string(cfg.train.batch) +
+                         ") at most train.dataset_size (" + std::to_string(cfg.train.dataset_size) + ")");
+      return std::make_unique<HgfFlow<T>>(target, s, max_batch, static_cast<std::uint32_t>(cfg.run.seed));
     }
   } catch (const std::invalid_argument& e) {
     throw InputError(std::string("model: ") + e.what());

@@ -112,18 +112,8 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
      << "  mode_coverage_tv " << fmt_num(m.mode_coverage_tv);
   if (m.has_forward) os << "  forward_kl " << fmt_num(m.forward_kl) << "  forward_ess " << fmt_num(m.forward_ess);
   if (m.phase_space) {
-    if (m.momentum_samples > 0) {
-      os << "\n  marginal estimate (K = " << m.momentum_samples << " momenta per sample): reverse_kl "
-         << fmt_num(m.marginal_reverse_kl) << " (a lower bound)  reverse_ess " << fmt_num(m.marginal_reverse_ess);
-      if (std::isfinite(m.marginal_forward_kl))
-        os << "  forward_kl " << fmt_num(m.marginal_forward_kl) << " (an upper bound)  forward_ess "
-           << fmt_num(m.marginal_forward_ess);
-      if (m.marginal_unconverged())
-        os << "\n  NOT CONVERGED: the marginal ESS estimate is below the phase-space ESS, which bounds it from "
-              "below; raise eval.momentum_samples";
-    } else {
-      os << "\n  marginal estimate: off (eval.momentum_samples = 0)";
-    }
+    std::istringstream in(marginal_text(m));
+    for (std::string line; std::getline(in, line);) os << "\n  " << line;
   }
   os << "\n  mode fractions:";
   for (double f : m.mode_fractions) os << " " << fmt_num(std::round(f * 1e4) / 1e4);

@@ -78,8 +78,9 @@ struct TrainSettings {
     v(&TrainSettings::batch, "train.batch", K::Int, "256", "global batch size, split across MPI ranks", {}, 1, 1e9);
     v(&TrainSettings::lr, "train.lr", K::Real, "3e-3", "Adam learning rate (peak of the schedule)", {}, 1e-300, 1e300);
     v(&TrainSettings::loss, "train.loss", K::Choice, "deformation",
-       "training loss: reverse_kl (all models), deformation (cnf), elbo (nhf density estimation from exact samples)",
-       {"reverse_kl", "deformation", "elbo"});
+       "training loss: reverse_kl (cnf, nhf, affine), deformation (cnf), elbo (nhf density estimation from exact "
+       "samples), velocity_matching (hgf: regression of V on the path's velocity, from exact samples)",
+       {"reverse_kl", "deformation", "elbo", "velocity_matching"});
     v(&TrainSettings::schedule, "train.schedule", K::Choice, "constant", "learning-rate schedule over train.steps", {"cosine", "constant"});
     v(&TrainSettings::final_lr_fraction, "train.final_lr_fraction", K::Real, "0", "cosine schedule: final lr as a fraction of train.lr", {}, 0, 1);
     v(&TrainSettings::warmup_steps, "train.warmup_steps", K::Int, "0", "linear learning-rate warm-up steps", {}, 0, 1e12);
@@ -88,10 +89,11 @@ struct TrainSettings {
     v(&TrainSettings::beta2, "train.beta2", K::Real, "0.999", "Adam beta2", {}, 0, 0.99999999);
     v(&TrainSettings::eps, "train.eps", K::Real, "1e-8", "Adam epsilon", {}, 1e-300, 1);
     v(&TrainSettings::dataset_size, "train.dataset_size", K::Int, "5000",
-       "elbo: points drawn once from the target's exact sampler; minibatches of train.batch drawn from them", {}, 1,
+       "elbo, velocity_matching: points drawn once from the target's exact sampler; minibatches of train.batch "
+       "drawn from them", {}, 1,
        1e9);
     v(&TrainSettings::minibatch, "train.minibatch", K::Choice, "replacement",
-       "elbo: how minibatches take the data set's points: replacement (each uniformly, with replacement), or "
+       "elbo, velocity_matching: how minibatches take the data set's points: replacement (each uniformly, with replacement), or "
        "epochs (a fresh random order of the data set each epoch, every point once per epoch, as Souveton et al. "
        "train; train.batch at most train.dataset_size)",
        {"replacement", "epochs"});
@@ -121,6 +123,11 @@ struct ModelSettings {
   long long leapfrog_steps{};
   double time{};
   double output_gain{};
+  std::string path{};
+  std::string velocity{};
+  double omega{};
+  double sigma_v{};
+  double path_time{};
   std::string precision{};
 
   template <class V>
@@ -128,18 +135,19 @@ struct ModelSettings {
     using K = KeyType;
     v(&ModelSettings::kind, "model.kind", K::Choice, "cnf",
        "flow: cnf (deformation-trajectory CNF, Mate & Fleuret), nhf (Neural Hamiltonian Flow, Souveton et al.), "
+       "hgf (Hamiltonian generative flow, Holderrieth et al.: V learned by velocity regression along a path), "
        "affine (x = mu + L z; tests and baselines)",
-       {"cnf", "nhf", "affine"});
-    v(&ModelSettings::kernels, "model.kernels", K::Int, "4", "cnf: RBF time kernels (one MLP each) of V_t, g_t and C_t", {}, 1, 1024);
+       {"cnf", "nhf", "hgf", "affine"});
+    v(&ModelSettings::kernels, "model.kernels", K::Int, "4", "cnf, hgf: RBF time kernels (one MLP each) of V_t (and g_t, C_t)", {}, 1, 1024);
     v(&ModelSettings::hidden, "model.hidden", K::IntList, "64,64",
-       "hidden widths: each MLP of V_t, g_t (cnf); V, K and the encoder's mu and sigma (nhf)", {}, 1, 1e6);
+       "hidden widths: each MLP of V_t, g_t (cnf, hgf); V, K and the encoder's mu and sigma (nhf)", {}, 1, 1e6);
     v(&ModelSettings::activation, "model.activation", K::Choice, "swish", "hidden activation", {"swish", "softplus", "tanh"});
-    v(&ModelSettings::time_input, "model.time_input", K::Bool, "true", "cnf: t is an input of every MLP as well as the kernel weight");
+    v(&ModelSettings::time_input, "model.time_input", K::Bool, "true", "cnf, hgf: t is an input of every MLP as well as the kernel weight");
     v(&ModelSettings::interpolation, "model.interpolation", K::Choice, "linear",
        "cnf: f_t = (1-t) f0 + t f1 (linear) or + t(1-t) g_t (trainable)", {"linear", "trainable"});
     v(&ModelSettings::g_hidden, "model.g_hidden", K::IntList, "", "cnf: hidden widths of g_t (unset: model.hidden)", {}, 1, 1e6);
     v(&ModelSettings::c_hidden, "model.c_hidden", K::IntList, "32", "cnf: hidden widths of C_t, a network of t alone", {}, 1, 1e6);
-    v(&ModelSettings::integration_steps, "model.integration_steps", K::Int, "50", "cnf: RK4 steps from t = 0 to 1 (steps + 1 trajectory points)", {},
+    v(&ModelSettings::integration_steps, "model.integration_steps", K::Int, "50", "cnf: RK4 steps from t = 0 to 1 (steps + 1 trajectory points); hgf: from the path's end T to 0", {},
        1, 100000);
     v(&ModelSettings::trajectory_weights, "model.trajectory_weights", K::Choice, "none",
        "cnf deformation loss: none (w = 1, the authors' code) or importance (Mate Eq. 9, per-batch normalised)",
@@ -153,6 +161,19 @@ struct ModelSettings {
     v(&ModelSettings::time, "model.time", K::Real, "1", "nhf: integration time T = L dt", {}, 1e-300, 1e300);
     v(&ModelSettings::output_gain, "model.output_gain", K::Real, "1", "initial scale of the last layer of V_t (0: V starts at zero)", {}, 0,
        1e6);
+    v(&ModelSettings::path, "model.path", K::Choice, "flow_matching",
+       "hgf: the path x_t = alpha x0 + beta eps: flow_matching (alpha = 1 - t, beta = t, T = 1), oscillation "
+       "(F = -omega^2 x: alpha = cos omega t, beta = sigma_v/omega sin omega t, T = pi/(2 omega)), diffusion "
+       "(alpha = 1, beta = t, T = model.path_time; x_T only approximately Gaussian)",
+       {"flow_matching", "oscillation", "diffusion"});
+    v(&ModelSettings::velocity, "model.velocity", K::Choice, "network",
+       "hgf: V learned (network) or the closed-form E[v_t | x_t] of a Gaussian-mixture target (exact; no "
+       "parameters, for checks)",
+       {"network", "exact"});
+    v(&ModelSettings::omega, "model.omega", K::Real, "1", "hgf oscillation: frequency omega of the force -omega^2 x", {}, 1e-300, 1e300);
+    v(&ModelSettings::sigma_v, "model.sigma_v", K::Real, "1", "hgf oscillation: standard deviation of the initial velocity", {}, 1e-300,
+       1e300);
+    v(&ModelSettings::path_time, "model.path_time", K::Real, "3", "hgf diffusion: end time T of the path", {}, 1e-300, 1e300);
     v(&ModelSettings::precision, "model.precision", K::Choice, "float", "floating-point precision of parameters and networks",
        {"double", "float"});
   }
