@@ -9,6 +9,25 @@
 
 namespace bf {
 
+/// One term of a streaming log-sum-exp over l_0, l_1, …: the running maximum m and the sums
+/// kept relative to it are rescaled by the returned factor, and e = exp(l − m) is the new term's
+/// weight (k = 0 starts the sums: factor 1, e = 1).
+template <class T>
+KOKKOS_INLINE_FUNCTION T lse_fold(int k, T l, T& m, T& e) {
+  e = T(1);
+  if (k == 0) {
+    m = l;
+    return T(1);
+  }
+  if (l > m) {
+    const T scale = kmath::exp(m - l);
+    m = l;
+    return scale;
+  }
+  e = kmath::exp(l - m);
+  return T(1);
+}
+
 struct GaussianMixtureKernel {
   int dim = 0;
   int n_comp = 0;
@@ -28,16 +47,9 @@ struct GaussianMixtureKernel {
         const T t = x[j] - T(mean(k, j));
         d2 += t * t;
       }
-      const T l = T(log_norm(k)) - T(0.5) * T(inv_var(k)) * d2;
-      if (k == 0) {
-        m = l;
-        s = T(1);
-      } else if (l > m) {
-        s = s * kmath::exp(m - l) + T(1);
-        m = l;
-      } else {
-        s += kmath::exp(l - m);
-      }
+      T e;
+      const T scale = lse_fold(k, T(log_norm(k)) - T(0.5) * T(inv_var(k)) * d2, m, e);
+      s = s * scale + e;
     }
     return -(m + kmath::log(s));
   }
@@ -53,16 +65,8 @@ struct GaussianMixtureKernel {
         const T t = x[j] - T(mean(k, j));
         d2 += t * t;
       }
-      const T l = T(log_norm(k)) - T(0.5) * T(inv_var(k)) * d2;
-      T scale_old = T(1), c = T(1);
-      if (k == 0) {
-        m = l;
-      } else if (l > m) {
-        scale_old = kmath::exp(m - l);
-        m = l;
-      } else {
-        c = kmath::exp(l - m);
-      }
+      T c;
+      const T scale_old = lse_fold(k, T(log_norm(k)) - T(0.5) * T(inv_var(k)) * d2, m, c);
       s = s * scale_old + c;
       const T ci = c * T(inv_var(k));
       for (int j = 0; j < dim; ++j) g[j] = g[j] * scale_old + ci * (x[j] - T(mean(k, j)));
@@ -95,15 +99,8 @@ struct GaussianMixtureKernel {
         mg -= (dal * T(mean(k, j)) + c * d) * d / a;
       }
       const T l = T(log_norm(k)) + T(0.5) * T(dim) * kmath::log(w2 / a) - T(0.5) * d2 / a;  // log w_k N(x; α μ_k, a_k)
-      T scale_old = T(1), e = T(1);
-      if (k == 0) {
-        m = l;
-      } else if (l > m) {
-        scale_old = kmath::exp(m - l);
-        m = l;
-      } else {
-        e = kmath::exp(l - m);
-      }
+      T e;
+      const T scale_old = lse_fold(k, l, m, e);
       s = s * scale_old + e;
       A = A * scale_old + e * c;
       B = B * scale_old + e * mg;
