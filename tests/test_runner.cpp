@@ -436,6 +436,52 @@ TEST(Runner, McmcChainsDoNotDependOnTheRankCount) {
   EXPECT_NE(nodir.output.find("cannot create"), std::string::npos) << nodir.output;
 }
 
+// Every file a command writes must be a new file it can create: refused at the start with exit 2 and
+// the reason — an empty name, a directory (or a name ending in '/'), an existing file (left as it was),
+// an uncreatable path — where these had failed with exit 1 after the work (the 10^4-case fuzz).
+// And a malformed --kokkos-* option is bad input, not an uncaught exception (it aborted).
+TEST(Runner, OutputFilesMustBeNewAndCreatableAndKokkosOptionsAreChecked) {
+  const std::string d = test::temp_dir("outputs");
+  ASSERT_EQ(train(1, d + "/run", "--train.steps 5 --eval.samples 64").code, 0);
+  {
+    std::ofstream(d + "/keep.json") << "precious\n";
+  }
+  struct Case {
+    std::string args, needle;
+  };
+  const std::string r = " --run " + d + "/run";
+  const std::vector<Case> cases = {
+      {" sample" + r + " --samples 8 --out ''", "--out needs a file name"},
+      {" sample" + r + " --samples 8 --out " + d + "/", "names a directory"},
+      {" sample" + r + " --samples 8 --out " + d + "/run", "exists (a directory)"},
+      {" sample" + r + " --samples 8 --out " + d + "/keep.json", "exists; it is not overwritten"},
+      {" evaluate" + r + " --eval.samples 64 --json " + d + "/keep.json", "--json '" + d + "/keep.json' exists"},
+      {" evaluate" + r + " --eval.samples 64 --json " + d + "/no/such/x.json", "cannot create"},
+      {" evaluate --runs '" + d + "/run' --table ''", "--table needs a file name"},
+      {" evaluate --runs '" + d + "/run' --table " + d + "/run", "exists (a directory)"},
+      {" check --samples 64 --json " + d + "/keep.json", "exists; it is not overwritten"},
+      {" bench engine --widths 8 --tangents 0 --batch 8 --min-time 0.01 --json " + d + "/keep.json", "exists"},
+      {" check --samples 64 --kokkos-threads=x", "in the Kokkos options (--kokkos-threads=x)"},
+      {" check --samples 64 '--kokkos-threads<1'", "in the Kokkos options"},
+  };
+  for (const Case& c : cases) {
+    const auto out = run(boltzflow(0) + c.args);
+    EXPECT_EQ(out.code, 2) << c.args << "\n" << out.output;
+    EXPECT_NE(out.output.find("error:"), std::string::npos) << c.args << "\n" << out.output;
+    EXPECT_NE(out.output.find(c.needle), std::string::npos) << c.args << "\n" << out.output;
+  }
+  EXPECT_EQ(test::read_file(d + "/keep.json"), "precious\n");
+  // check runs in chunks of 2^18 samples per rank (it had allocated them all: 32 GB for 2^31):
+  // 300 000 samples in two chunks on one rank give the figures of one chunk each on two ranks.
+  const auto one = run(boltzflow(1) + " check --samples 300000 --json " + d + "/c1.json");
+  ASSERT_EQ(one.code, 0) << one.output;
+  const auto two = run(boltzflow(2) + " check --samples 300000 --json " + d + "/c2.json");
+  ASSERT_EQ(two.code, 0) << two.output;
+  const Json a = Json::parse(test::read_file(d + "/c1.json")), b = Json::parse(test::read_file(d + "/c2.json"));
+  for (const char* k : {"reverse_kl", "log_z", "forward_kl", "hausdorff"})
+    EXPECT_NEAR(a.at(k).get<double>(), b.at(k).get<double>(), 1e-9 * (1 + std::fabs(a.at(k).get<double>()))) << k;
+}
+
 // A CSV file as rows of fields (quoted fields with "" escapes, as evaluate writes them).
 std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   std::vector<std::vector<std::string>> rows;

@@ -21,6 +21,7 @@
 #include "flows/nn/derivatives.hpp"
 #include "flows/nn/mlp.hpp"
 #include "src/commands/cli.hpp"
+#include "src/run/run_dir.hpp"
 #include "src/commands/commands.hpp"
 #include "src/io/collective_mpi.hpp"
 #include "src/io/json.hpp"
@@ -190,6 +191,7 @@ int bench_engine(Environment& env, const std::vector<std::string>& args) {
   }
   const int batch = vm["batch"].as<int>();
   if (batch < 1) throw InputError("bench: --batch must be at least 1");
+  if (vm.count("json")) root_agreed(env, [&] { check_new_output_file(vm["json"].as<std::string>(), "--json"); });
   const double min_time = vm["min-time"].as<double>();
   if (!(min_time > 0)) throw InputError("bench: --min-time must be positive");
   std::vector<int> widths, ks;
@@ -365,6 +367,7 @@ int bench_train(Environment& env, const std::vector<std::string>& args) {
   const int steps = vm["steps"].as<int>(), warmup = vm["warmup"].as<int>();
   if (steps < 1) throw InputError("bench train: --steps must be at least 1");
   if (warmup < 0) throw InputError("bench train: --warmup must not be negative");
+  if (vm.count("json")) root_agreed(env, [&] { check_new_output_file(vm["json"].as<std::string>(), "--json"); });
   Config cfg;
   apply_command_line(cfg, vm);
   const Settings settings = Settings::from(with_presets(cfg));

@@ -5,6 +5,7 @@
 // as an importance proposal (then log Z of a normalised target is 0 within its
 // error bar), computes every metric per rank and reduces them exactly across
 // ranks. It exercises targets, samplers, metrics and the MPI reduction end to end.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +16,8 @@
 #include "src/commands/cli.hpp"
 #include "src/commands/commands.hpp"
 #include "src/io/metrics_mpi.hpp"
+#include "src/io/mpi_env.hpp"
+#include "src/run/run_dir.hpp"
 #include "src/run/target_config.hpp"
 
 namespace bf {
@@ -49,6 +52,7 @@ int cmd_check(Environment& env, const std::vector<std::string>& args) {
   if (vm.count("target")) cfg.set("target.name", vm["target"].as<std::string>(), "--target");
   const long long n_total = parse_int(vm["samples"].as<std::string>(), "--samples");
   if (n_total < 1) throw InputError("--samples must be at least 1, got " + std::to_string(n_total));
+  if (vm.count("json")) root_agreed(env, [&] { check_new_output_file(vm["json"].as<std::string>(), "--json"); });
   const Settings settings = Settings::from(with_presets(cfg));
   const std::uint32_t seed = static_cast<std::uint32_t>(settings.run.seed);
   const auto target = make_target(settings.target);
@@ -84,17 +88,31 @@ int cmd_check(Environment& env, const std::vector<std::string>& args) {
 
   // This rank's share of the global sample indices.
   const Slice mine = split_range(n_total, env.rank(), env.size());
-  Matrix<double> x("check_x", mine.count(), d);
-  Vector<double> log_q("check_log_q", mine.count());
-  proposal->sample(seed, Purpose::check_proposal, 0, static_cast<std::uint64_t>(mine.begin), x);
-  proposal->log_density(x, log_q);
-  MetricSums local = metric_sums(*target, x, log_q);
-  if (target->has_sampler() && std::isfinite(target->log_z())) {
-    Matrix<double> y("check_y", mine.count(), d);
-    Vector<double> log_q_y("check_log_q_y", mine.count());
-    target->sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin), y);
-    proposal->log_density(y, log_q_y);
-    add_forward_sums(local, *target, y, log_q_y);
+  // In chunks of at most 2^18 samples (the sums merge exactly), so any --samples fits in memory.
+  const long long chunk = std::min<long long>(mine.count(), 1LL << 18);
+  Matrix<double> xbuf("check_x", static_cast<std::size_t>(std::max(1LL, chunk)), d);
+  Vector<double> qbuf("check_log_q", static_cast<std::size_t>(std::max(1LL, chunk)));
+  const bool forward = target->has_sampler() && std::isfinite(target->log_z());
+  MetricSums local;
+  for (long long c0 = 0; c0 == 0 || c0 < mine.count(); c0 += chunk) {
+    const long long n = std::min(chunk, mine.count() - c0);
+    const Matrix<double> x = Kokkos::subview(xbuf, std::make_pair(0LL, n), Kokkos::ALL());
+    const Vector<double> log_q = Kokkos::subview(qbuf, std::make_pair(0LL, n));
+    const std::uint64_t first = static_cast<std::uint64_t>(mine.begin + c0);
+    if (n > 0) {
+      proposal->sample(seed, Purpose::check_proposal, 0, first, x);
+      proposal->log_density(x, log_q);
+    }
+    MetricSums s = metric_sums(*target, x, log_q);
+    if (forward) {
+      if (n > 0) {
+        target->sample(seed, Purpose::target_sample, 0, first, x);
+        proposal->log_density(x, log_q);
+      }
+      add_forward_sums(s, *target, x, log_q);
+    }
+    local = c0 == 0 ? s : merge(local, s);
+    if (n <= 0) break;
   }
   Kokkos::fence();
   const MetricSums global = allreduce(local, env.comm());

@@ -73,12 +73,15 @@ std::vector<std::string> group_keys(const std::string& spec) {
   return keys;
 }
 
-// FILE.csv -> FILE.groups.csv
-std::string groups_path(const std::string& table) {
+// FILE.csv -> FILE (the name the table's companions are built from)
+std::string table_stem(const std::string& table) {
   std::string stem = table;
   if (stem.size() > 4 && stem.substr(stem.size() - 4) == ".csv") stem.resize(stem.size() - 4);
-  return stem + ".groups.csv";
+  return stem;
 }
+// FILE.csv -> FILE.groups.csv, FILE.h5
+std::string groups_path(const std::string& table) { return table_stem(table) + ".groups.csv"; }
+std::string table_h5_path(const std::string& table) { return table_stem(table) + ".h5"; }
 
 // Mean and sample standard deviation (n − 1) of the finite values; sd is NaN for fewer than two.
 std::pair<double, double> mean_sd(const std::vector<double>& v, int& count) {
@@ -226,9 +229,9 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
     std::sort(dirs.begin(), dirs.end());
     dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
     if (dirs.empty()) throw InputError("--runs matched no run directory");
-    if (file_exists(table)) throw InputError("--table '" + table + "' exists; it is not overwritten");
-    if (!by.empty() && file_exists(groups_path(table)))
-      throw InputError("--group-by: '" + groups_path(table) + "' exists; it is not overwritten");
+    check_new_output_file(table, "--table");
+    check_new_output_file(table_h5_path(table), "--table (its HDF5 table)");
+    if (!by.empty()) check_new_output_file(groups_path(table), "--group-by (its table)");
   });
   // Share the list.
   std::string joined;
@@ -300,9 +303,7 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
     }
     write_text_atomic(table, csv.str());
     // HDF5 beside it: numeric columns as arrays, text columns as strings (one per run, newline-joined lists).
-    std::string h5path = table;
-    if (h5path.size() > 4 && h5path.substr(h5path.size() - 4) == ".csv") h5path.resize(h5path.size() - 4);
-    h5path += ".h5";
+    const std::string h5path = table_h5_path(table);
     const std::string tmp = h5path + ".tmp";
     {
       h5::Handle f = h5::create_file(tmp);
@@ -379,11 +380,10 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
     throw InputError("evaluate needs exactly one of --run DIR or --checkpoint FILE (or --runs and --table)");
   const std::string path =
       vm.count("run") ? RunPaths{vm["run"].as<std::string>()}.checkpoint() : vm["checkpoint"].as<std::string>();
-  if (vm.count("histogram"))
-    root_agreed(env, [&] {
-      if (file_exists(vm["histogram"].as<std::string>()))
-        throw InputError("--histogram '" + vm["histogram"].as<std::string>() + "' exists; it is not overwritten");
-    });
+  root_agreed(env, [&] {
+    if (vm.count("histogram")) check_new_output_file(vm["histogram"].as<std::string>(), "--histogram");
+    if (vm.count("json")) check_new_output_file(vm["json"].as<std::string>(), "--json");
+  });
   LoadedRun run = load_run(env, path);
   if (vm.count("histogram") && run.target->histogram().observable < 0)
     throw InputError("--histogram: target '" + run.target->name() + "' defines no histogram");

@@ -204,15 +204,8 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
   const long long n = mcmc ? steps * chains : parse_int(vm["samples"].as<std::string>(), "--samples");
   if (n < 1) throw InputError("--samples must be at least 1");
   const std::string out = vm["out"].as<std::string>();
-  root_agreed(env, [&] {
-    if (file_exists(out)) throw InputError("--out '" + out + "' exists; it is not overwritten");
-    // The file goes through out.tmp: find out now, not after the sampling, whether it can be written.
-    const std::string tmp = out + ".tmp";
-    errno = 0;
-    if (!std::ofstream(tmp))
-      throw InputError("--out '" + out + "': cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
-    std::remove(tmp.c_str());
-  });
+  // The file goes through out.tmp: find out now, not after the sampling, whether it can be written.
+  root_agreed(env, [&] { check_new_output_file(out, "--out"); });
   const std::string path =
       vm.count("run") ? RunPaths{vm["run"].as<std::string>()}.checkpoint() : vm["checkpoint"].as<std::string>();
   LoadedRun run = load_run(env, path);

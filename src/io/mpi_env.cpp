@@ -7,6 +7,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include <cstdlib>
+#include <iostream>
+
 #include "flows/nn/gemm.hpp"
 #include "src/errors.hpp"
 
@@ -22,7 +25,18 @@ Environment::Environment(int& argc, char**& argv, const std::vector<std::string>
   for (auto& a : args) ptrs.push_back(a.data());
   int kargc = static_cast<int>(ptrs.size());
   ptrs.push_back(nullptr);
-  Kokkos::initialize(kargc, ptrs.data());
+  try {
+    Kokkos::initialize(kargc, ptrs.data());
+  } catch (const std::exception& e) {
+    // A malformed --kokkos-* option (Kokkos throws while parsing them): bad input, not a crash.
+    if (rank_ == 0) {
+      std::cerr << "boltzflow: error: in the Kokkos options (";
+      for (std::size_t i = 0; i < kokkos_args.size(); ++i) std::cerr << (i ? " " : "") << kokkos_args[i];
+      std::cerr << "): " << e.what() << "\n";
+    }
+    MPI_Finalize();
+    std::exit(kExitBadInput);
+  }
   // A multithreaded BLAS under several ranks per node, or beside Kokkos'
   // OpenMP threads, oversubscribes the cores (flows/nn/gemm.hpp).
   configure_gemm_threads();

@@ -21,6 +21,19 @@ bool file_exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+void check_new_output_file(const std::string& path, const std::string& flag) {
+  if (path.empty()) throw InputError(flag + " needs a file name");
+  if (path.back() == '/') throw InputError(flag + " '" + path + "' names a directory, not a file");
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0)
+    throw InputError(flag + " '" + path + "' exists" + (S_ISDIR(st.st_mode) ? " (a directory)" : "") +
+                     "; it is not overwritten");
+  const std::string tmp = path + ".tmp";
+  errno = 0;
+  if (!std::ofstream(tmp)) throw InputError(flag + " '" + path + "': cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
+  std::remove(tmp.c_str());
+}
+
 bool dir_exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);

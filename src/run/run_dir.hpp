@@ -47,6 +47,11 @@ class RunLock {
 };
 
 bool file_exists(const std::string& path);
+/// Refuses (InputError naming `flag`) a file the command is about to write that cannot be a new
+/// file: an empty name, one ending in '/', an existing path of any kind (nothing is overwritten),
+/// or one whose temporary `path.tmp` cannot be created (no such directory, name too long, no
+/// permission). Called before the work, so a bad name costs nothing.
+void check_new_output_file(const std::string& path, const std::string& flag);
 bool dir_exists(const std::string& path);
 /// mkdir -p; throws InputError when it cannot.
 void make_dirs(const std::string& path);
