@@ -71,6 +71,10 @@ class Model {
   /// Largest per-rank batch the workspaces were sized for.
   virtual int max_batch() const = 0;
 
+  /// The parts of the buffer trained by their own Adam, and when (ParameterGroup);
+  /// empty: one Adam over everything at every step.
+  virtual std::vector<ParameterGroup> parameter_groups() const { return {}; }
+
   /// Initial parameters as a pure function of the seed.
   virtual void initialize(const Vector<T>& params, std::uint32_t seed) const {
     initialize_parameters(layout(), params, seed);

@@ -716,6 +716,56 @@ TEST(Optimizer, AdamMatchesHandComputedSteps) {
   EXPECT_NEAR(m1[1], 0.1 * 0.8, 1e-15);
 }
 
+// GroupedAdam: one group is Adam bit for bit; with two groups in a cycle of 3 (group a at
+// steps 0, 1 mod 3, group b at 2 mod 3) each part moves only at its steps, as an Adam of its
+// own with its own step count and learning rate, and set_steps restores those counts.
+TEST(Optimizer, GroupedAdamUpdatesEachGroupAtItsStepsAsItsOwnAdam) {
+  AdamConfig cfg;
+  const std::vector<double> g0{0.3, -1.2, 0.7, 2.0, -0.4, 0.9};
+  Vector<double> p1 = device_vec<double>({0.1, 0.2, 0.3, 0.4, 0.5, 0.6}), p2 = device_vec<double>({0.1, 0.2, 0.3, 0.4, 0.5, 0.6});
+  Adam<double> plain(6, cfg);
+  GroupedAdam<double> one(6, cfg, {});
+  for (int s = 0; s < 4; ++s) {
+    plain.step(p1, device_vec<double>(g0), 0.01 * (s + 1), 0.5, 1.3);
+    one.step(p2, device_vec<double>(g0), 0.01 * (s + 1), 0.5, 1.3);
+  }
+  EXPECT_EQ(to_host(p1), to_host(p2));
+  EXPECT_EQ(to_host(plain.second_moment()), to_host(one.second_moment()));
+
+  ParameterGroup a{"a", 0, 4, 1.0, 3, 0, 2}, b{"b", 4, 6, 0.25, 3, 2, 1};
+  EXPECT_EQ(a.updates_before(7), 5);  // steps 0, 1, 3, 4, 6
+  EXPECT_EQ(b.updates_before(7), 2);  // steps 2, 5
+  GroupedAdam<double> two(6, cfg, {a, b});
+  Vector<double> p = device_vec<double>({0.1, 0.2, 0.3, 0.4, 0.5, 0.6});
+  Adam<double> ra(4, cfg), rb(2, cfg);
+  Vector<double> pa = device_vec<double>({0.1, 0.2, 0.3, 0.4}), pb = device_vec<double>({0.5, 0.6});
+  for (int s = 0; s < 7; ++s) {
+    std::vector<double> g = g0;
+    for (double& x : g) x *= 1.0 + 0.1 * s;
+    two.step(p, device_vec<double>(g), 0.02, 1.0, 0.0);
+    if (a.updates_at(s)) ra.update(pa, device_vec<double>({g[0], g[1], g[2], g[3]}), 0.02);
+    if (b.updates_at(s)) rb.update(pb, device_vec<double>({g[4], g[5]}), 0.02 * 0.25);
+    const auto got = to_host(p), wa = to_host(pa), wb = to_host(pb);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], wa[i]) << "step " << s << " a" << i;
+    for (int i = 0; i < 2; ++i) EXPECT_EQ(got[4 + i], wb[i]) << "step " << s << " b" << i;
+  }
+  EXPECT_EQ(ra.steps(), 5);
+  EXPECT_EQ(rb.steps(), 2);
+  // Resumed at step 7 (moments restored, counts from the run's): the next steps agree.
+  GroupedAdam<double> resumed(6, cfg, {a, b});
+  Kokkos::deep_copy(resumed.first_moment(), two.first_moment());
+  Kokkos::deep_copy(resumed.second_moment(), two.second_moment());
+  resumed.set_steps(7);
+  Vector<double> q("q", 6);
+  Kokkos::deep_copy(q, p);
+  for (int s = 7; s < 10; ++s) {
+    two.step(p, device_vec<double>(g0), 0.02, 1.0, 0.0);
+    resumed.step(q, device_vec<double>(g0), 0.02, 1.0, 0.0);
+  }
+  EXPECT_EQ(to_host(p), to_host(q));
+  EXPECT_THROW(GroupedAdam<double>(6, cfg, {ParameterGroup{"a", 0, 4}}), std::logic_error);  // does not cover
+}
+
 TEST(Optimizer, CosineScheduleAndWarmup) {
   LrSchedule s;
   s.kind = LrSchedule::cosine;

@@ -294,3 +294,94 @@ TEST(Integrators, LeapfrogAdjointMatchesFiniteDifferences) {
     }
   }
 }
+
+namespace {
+// ℓ = Σ_{s=1..L} ⟨wq_s, q_s⟩ + ⟨wp_s, p_s⟩ + ½ c |p_s|² over every state of the leapfrog (the shape
+// of Hamiltonian score matching's loss: each state a source of the adjoint, momenta included).
+struct LeapfrogPathProblem {
+  std::vector<double> q0, p0, wq, wp, th;  // wq, wp: L blocks of kN x kD
+  double dt, c;
+
+  double loss(const std::vector<double>& q, const std::vector<double>& p, const std::vector<double>& theta) const {
+    AnalyticHamiltonian H(theta[0], theta[1], theta[2], theta[3]);
+    Leapfrog<double> lf(kN, kD, kSteps);
+    Matrix<double> qd = bf::test::device_mat<double>(q, kN, kD), pd = bf::test::device_mat<double>(p, kN, kD);
+    double l = 0;
+    lf.integrate(H, kN, Rows<double>(qd.data(), kN, kD), Rows<double>(pd.data(), kN, kD), dt, false,
+                 [&](int s, const Rows<double>&, const Rows<double>&) {
+                   const std::vector<double> qs = bf::test::to_host(qd), ps = bf::test::to_host(pd);
+                   for (int e = 0; e < kN * kD; ++e)
+                     l += wq[(s - 1) * kN * kD + e] * qs[e] + wp[(s - 1) * kN * kD + e] * ps[e] + 0.5 * c * ps[e] * ps[e];
+                 });
+    return l;
+  }
+};
+}  // namespace
+
+// The adjoint with a source at every state (q̄_0, p̄_0, θ̄) against central differences of the
+// whole-path loss, forwards and backwards in time; and with sources only at the end it is
+// the plain adjoint, bit for bit.
+TEST(Integrators, LeapfrogAdjointWithSourcesMatchesFiniteDifferences) {
+  TestRng r(47);
+  const int E = kN * kD;
+  for (const double dt : {0.2, -0.15}) {
+    LeapfrogPathProblem P{randoms(r, E, 0.8), randoms(r, E, 0.8), randoms(r, kSteps * E, 1.0),
+                          randoms(r, kSteps * E, 1.0), {0.5, -0.3, 0.9, 0.6}, dt, 0.7};
+    AnalyticHamiltonian H(P.th[0], P.th[1], P.th[2], P.th[3]);
+    Leapfrog<double> lf(kN, kD, kSteps);
+    Matrix<double> qd = bf::test::device_mat<double>(P.q0, kN, kD), pd = bf::test::device_mat<double>(P.p0, kN, kD);
+    std::vector<double> pbar_h(kSteps * E);
+    lf.integrate(H, kN, Rows<double>(qd.data(), kN, kD), Rows<double>(pd.data(), kN, kD), dt, true,
+                 [&](int s, const Rows<double>&, const Rows<double>&) {
+                   const std::vector<double> ps = bf::test::to_host(pd);
+                   for (int e = 0; e < E; ++e) pbar_h[(s - 1) * E + e] = P.wp[(s - 1) * E + e] + P.c * ps[e];
+                 });
+    Matrix<double> qbar = bf::test::device_mat<double>(P.wq, kSteps * kN, kD),
+                   pbar = bf::test::device_mat<double>(pbar_h, kSteps * kN, kD), b("b", kN, kD), a("a", kN, kD);
+    lf.adjoint_with_sources(H, kN, Rows<double>(b.data(), kN, kD), Rows<double>(a.data(), kN, kD), dt, qbar, pbar);
+    const std::vector<double> gq = bf::test::to_host(b), gp = bf::test::to_host(a);
+    for (int e = 0; e < E; ++e) {
+      const double fq = central_difference(
+          [&](double s) {
+            std::vector<double> q = P.q0;
+            q[e] += s;
+            return P.loss(q, P.p0, P.th);
+          },
+          1e-3);
+      const double fp = central_difference(
+          [&](double s) {
+            std::vector<double> p = P.p0;
+            p[e] += s;
+            return P.loss(P.q0, p, P.th);
+          },
+          1e-3);
+      EXPECT_NEAR(gq[e], fq, 1e-8 * (1 + std::fabs(fq))) << "dt " << dt << " q0[" << e << "]";
+      EXPECT_NEAR(gp[e], fp, 1e-8 * (1 + std::fabs(fp))) << "dt " << dt << " p0[" << e << "]";
+    }
+    for (int k = 0; k < 4; ++k) {
+      const double fd = central_difference(
+          [&](double s) {
+            std::vector<double> th = P.th;
+            th[k] += s;
+            return P.loss(P.q0, P.p0, th);
+          },
+          1e-3);
+      EXPECT_NEAR(H.grad[k], fd, 1e-8 * (1 + std::fabs(fd))) << "dt " << dt << " theta" << k;
+      EXPECT_GT(std::fabs(fd), 1e-3) << "theta" << k << " must matter for the test to test it";
+    }
+    // Sources at the last state only: the plain adjoint.
+    std::vector<double> zq(kSteps * E, 0.0), zp(kSteps * E, 0.0);
+    for (int e = 0; e < E; ++e) zq[(kSteps - 1) * E + e] = P.wq[e], zp[(kSteps - 1) * E + e] = P.wp[e];
+    AnalyticHamiltonian H1(P.th[0], P.th[1], P.th[2], P.th[3]), H2 = H1;
+    qd = bf::test::device_mat<double>(P.q0, kN, kD), pd = bf::test::device_mat<double>(P.p0, kN, kD);
+    lf.integrate(H1, kN, Rows<double>(qd.data(), kN, kD), Rows<double>(pd.data(), kN, kD), dt, true);
+    Matrix<double> b1 = bf::test::device_mat<double>(std::vector<double>(P.wq.begin(), P.wq.begin() + E), kN, kD),
+                   a1 = bf::test::device_mat<double>(std::vector<double>(P.wp.begin(), P.wp.begin() + E), kN, kD);
+    lf.adjoint(H1, kN, Rows<double>(b1.data(), kN, kD), Rows<double>(a1.data(), kN, kD), dt);
+    Matrix<double> zqd = bf::test::device_mat<double>(zq, kSteps * kN, kD), zpd = bf::test::device_mat<double>(zp, kSteps * kN, kD);
+    lf.adjoint_with_sources(H2, kN, Rows<double>(b.data(), kN, kD), Rows<double>(a.data(), kN, kD), dt, zqd, zpd);
+    EXPECT_EQ(bf::test::to_host(b), bf::test::to_host(b1));
+    EXPECT_EQ(bf::test::to_host(a), bf::test::to_host(a1));
+    for (int k = 0; k < 4; ++k) EXPECT_EQ(H2.grad[k], H1.grad[k]) << "theta" << k;
+  }
+}

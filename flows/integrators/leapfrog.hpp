@@ -51,8 +51,18 @@ class Leapfrog {
   /// L steps of dt from (q, p), in place; with store, the states the adjoint needs.
   template <class Hamiltonian>
   void integrate(Hamiltonian& H, int n, const Rows<T>& q, const Rows<T>& p, T dt, bool store) {
+    integrate(H, n, q, p, dt, store, [](int, const Rows<T>&, const Rows<T>&) {});
+  }
+
+  /// The same, calling visit(s, q_s, p_s) at every state s = 1 … L the integration reaches
+  /// (a loss over the whole trajectory, as Hamiltonian score matching's, reads them there).
+  template <class Hamiltonian, class Visit>
+  void integrate(Hamiltonian& H, int n, const Rows<T>& q, const Rows<T>& p, T dt, bool store, Visit&& visit) {
     H.grad_v(n, q, head_rows(gq_, n));
-    for (int s = 0; s < steps_; ++s) step(H, n, s, q, p, dt, store);
+    for (int s = 0; s < steps_; ++s) {
+      step(H, n, s, q, p, dt, store);
+      visit(s + 1, q, p);
+    }
     if (store) copy(n, static_cast<int>(q.extent(1)), q, position(steps_, n));
   }
 
@@ -71,6 +81,36 @@ class Leapfrog {
     for (int s = steps_ - 1; s >= 0; --s) adjoint_step(H, n, s, b, a, dt);
   }
 
+  /// The adjoint of a loss over every state, ℓ(q_1, p_1, …, q_L, p_L): ∂ℓ/∂q_s and ∂ℓ/∂p_s
+  /// (the sources) in rows (s − 1) n … s n − 1 of qbar and pbar, s = 1 … L; (b, a) come out
+  /// as (q̄_0, p̄_0) (b, a are overwritten, not added to). A source on p_s lies between the two
+  /// half kicks at Q_s, so the later one (step s − 1's, earlier in the adjoint) sees p̄ + p̄_s:
+  /// the merged product at Q_s is then −dt H (p̄ + p̄_s / 2), still one product per step.
+  template <class Hamiltonian>
+  void adjoint_with_sources(Hamiltonian& H, int n, const Rows<T>& b, const Rows<T>& a, T dt,
+                            const Matrix<T>& qbar, const Matrix<T>& pbar) {
+    const int D = static_cast<int>(b.extent(1)), L = steps_;
+    copy(n, D, source(qbar, L, n), b);
+    copy(n, D, source(pbar, L, n), a);
+    H.hvp_v(n, -dt / T(2), position(L, n), a, b);
+    const Rows<T> u = head_rows(gp_, n);  // the merged kick's direction (gp_ is free in the adjoint)
+    for (int s = L - 1; s >= 0; --s) {
+      H.hvp_k(n, dt, rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n), b, a);
+      if (s == 0) {
+        H.hvp_v(n, -dt / T(2), position(0, n), a, b);
+        break;
+      }
+      const Rows<const T> qs = source(qbar, s, n), ps = source(pbar, s, n);
+      for_each_element("bf::leapfrog_source", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+        u(i, j) = a(i, j) + ps(i, j) / T(2);
+        a(i, j) += ps(i, j);
+        b(i, j) += qs(i, j);
+      });
+      // b's source is added before the product, which only adds to b: the order does not matter.
+      H.hvp_v(n, -dt, position(s, n), Rows<const T>(u), b);
+    }
+  }
+
   /// y += c x and y = x on n x d rows (public: CUDA needs device lambdas in public members).
   static void axpy(int n, int d, T c, const Rows<const T>& x, const Rows<T>& y) {
     for_each_element("bf::leapfrog_axpy", n, d, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
@@ -85,6 +125,9 @@ class Leapfrog {
 
  private:
   Rows<T> position(int s, int n) const { return rows_of<T>(qs_, static_cast<std::int64_t>(s) * n, n); }
+  static Rows<T> source(const Matrix<T>& m, int s, int n) {
+    return rows_of<T>(m, static_cast<std::int64_t>(s - 1) * n, n);
+  }
 
   int steps_ = 0;
   Matrix<T> gq_, gp_, qs_, phs_;

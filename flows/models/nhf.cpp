@@ -45,8 +45,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
   scalar.activation = sp.activation;
   v = std::make_unique<Mlp<T>>("V", scalar, layout);
   if (sp.fixed_kinetic) {
-    layout.add("K.L", {D, D}, ParamInit{});  // zero: L = I, M = I
-    mass = layout.slice("K.L");
+    mass = add_quadratic_form(layout, "K.L", D);  // zero: L = I, M = I
   } else {
     k = std::make_unique<Mlp<T>>("K", scalar, layout);
   }
@@ -408,18 +407,7 @@ template <class T>
 std::vector<double> NhfFlow<T>::mass_matrix(const Vector<T>& params) const {
   const detail::NhfImpl<T>& m = *m_;
   if (m.k) return {};
-  const int D = m.dim;
-  auto hp = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params);
-  auto Lh = [&](int r, int c) -> double {
-    if (c > r) return 0.0;
-    const double v = static_cast<double>(hp(m.mass.offset + static_cast<std::size_t>(r) * D + c));
-    return r == c ? std::exp(v) : v;
-  };
-  std::vector<double> M(static_cast<std::size_t>(D) * D, 0.0);
-  for (int r = 0; r < D; ++r)
-    for (int c = 0; c < D; ++c)
-      for (int k = 0; k < D; ++k) M[r * D + c] += Lh(r, k) * Lh(c, k);
-  return M;
+  return quadratic_form_matrix<T>(params, m.mass);
 }
 
 template <class T>

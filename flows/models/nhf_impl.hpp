@@ -5,6 +5,7 @@
 #pragma once
 
 #include "flows/nn/derivatives.hpp"
+#include "flows/nn/quadratic_form.hpp"
 #include "flows/integrators/leapfrog.hpp"
 #include "flows/models/nhf.hpp"
 #include "flows/training_set.hpp"
@@ -61,49 +62,15 @@ struct NhfHamiltonian {
       gradient_by_reverse<T>(*m.k, m.wk, params, n, x, m.kadj, g);
       return;
     }
-    // ∇K = M p = L (Lᵀ p), L lower-triangular with diagonal exp(l_ii).
-    const int D = m.dim;
-    const Rows<const T> L = slice_matrix(params, m.mass);
-    Kokkos::parallel_for(
-        "bf::nhf_grad_k_fixed", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-          for (int r = 0; r < D; ++r) {
-            T s = T(0);
-            for (int c = 0; c <= r; ++c) {
-              T w = T(0);  // (Lᵀ p)_c = Σ_{k ≥ c} L_kc p_k
-              for (int k = c; k < D; ++k) w += (k == c ? kmath::exp(L(k, k)) : L(k, c)) * x(i, k);
-              s += (r == c ? kmath::exp(L(r, r)) : L(r, c)) * w;
-            }
-            g(i, r) = s;
-          }
-        });
+    quadratic_form_gradient<T>(params, m.mass, n, x, g);
   }
 
   void hvp_k(int n, T c, const Rows<const T>& x, const Rows<const T>& u, const Rows<T>& hu) {
-    const int D = m.dim;
     if (m.k) {
-      hessian_vector_product<T>(*m.k, m.wk, params, grad, n, D, c, x, u, m.krows, m.kadj, m.kin, hu);
+      hessian_vector_product<T>(*m.k, m.wk, params, grad, n, m.dim, c, x, u, m.krows, m.kadj, m.kin, hu);
       return;
     }
-    // H_K u = M u; ∂(uᵀ L Lᵀ p)/∂L_rc = u_r (Lᵀ p)_c + p_r (Lᵀ u)_c, times L_rr on the log diagonal.
-    const Rows<const T> L = slice_matrix(params, m.mass);
-    const Rows<T> w = head_rows(m.tmp, n);
-    grad_k(n, u, w);  // w = M u
-    Leapfrog<T>::axpy(n, D, c, w, hu);
-    const Rows<T> dL = slice_matrix(grad, m.mass);
-    for_each_element("bf::nhf_mass_grad", D, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t col) {
-      if (col > r) return;
-      T s = T(0);
-      for (int i = 0; i < n; ++i) {
-        T ltp = T(0), ltu = T(0);
-        for (std::int64_t k = col; k < D; ++k) {
-          const T lk = k == col ? kmath::exp(L(k, k)) : L(k, col);
-          ltp += lk * x(i, k);
-          ltu += lk * u(i, k);
-        }
-        s += u(i, r) * ltp + x(i, r) * ltu;
-      }
-      dL(r, col) += c * s * (r == col ? kmath::exp(L(r, r)) : T(1));
-    });
+    quadratic_form_hvp<T>(params, grad, m.mass, n, c, x, u, m.tmp, hu);
   }
 };
 

@@ -87,6 +87,46 @@ template <class T>
 Adam<T>::Adam(std::size_t n, AdamConfig cfg) : cfg_(cfg), m_("adam_m", n), v_("adam_v", n) {}
 
 template <class T>
+Adam<T>::Adam(Vector<T> m, Vector<T> v, AdamConfig cfg) : cfg_(cfg), m_(std::move(m)), v_(std::move(v)) {}
+
+template <class T>
+GroupedAdam<T>::GroupedAdam(std::size_t n, AdamConfig cfg, std::vector<ParameterGroup> groups)
+    : groups_(std::move(groups)), m_("adam_m", n), v_("adam_v", n) {
+  if (groups_.empty()) groups_.push_back(ParameterGroup{"all", 0, n});
+  std::size_t at = 0;
+  for (const ParameterGroup& g : groups_) {
+    if (g.begin != at || g.end < g.begin || g.cycle < 1 || g.first < 0 || g.count < 1 || g.first + g.count > g.cycle)
+      throw std::logic_error("parameter groups must tile the buffer in order, each updated in its cycle");
+    at = g.end;
+    const auto part = std::make_pair(g.begin, g.end);
+    parts_.emplace_back(Vector<T>(Kokkos::subview(m_, part)), Vector<T>(Kokkos::subview(v_, part)), cfg);
+  }
+  if (at != n) throw std::logic_error("parameter groups must cover the parameter buffer");
+}
+
+template <class T>
+void GroupedAdam<T>::step(const Vector<T>& params, const Vector<T>& g, double lr, double grad_scale, double gnorm) {
+  const std::int64_t s = t_++;
+  if (groups_.size() == 1) {
+    parts_[0].step(params, g, lr, grad_scale, gnorm);
+    return;
+  }
+  for (std::size_t k = 0; k < groups_.size(); ++k) {
+    const ParameterGroup& gr = groups_[k];
+    if (!gr.updates_at(s)) continue;
+    const auto part = std::make_pair(gr.begin, gr.end);
+    const Vector<T> pk = Kokkos::subview(params, part), gk = Kokkos::subview(g, part);
+    parts_[k].step(pk, gk, lr * gr.lr_scale, grad_scale, Adam<T>::norm(gk) * std::fabs(grad_scale));
+  }
+}
+
+template <class T>
+void GroupedAdam<T>::set_steps(std::int64_t t) {
+  t_ = t;
+  for (std::size_t k = 0; k < groups_.size(); ++k) parts_[k].set_steps(groups_[k].updates_before(t));
+}
+
+template <class T>
 double Adam<T>::norm(const Kokkos::View<const T*, MemSpace>& g) {
   double s = 0;
   Kokkos::parallel_reduce(
@@ -133,5 +173,7 @@ template void initialize_parameters<float>(const ParameterLayout&, const Vector<
 template void initialize_parameters<double>(const ParameterLayout&, const Vector<double>&, std::uint32_t);
 template class Adam<float>;
 template class Adam<double>;
+template class GroupedAdam<float>;
+template class GroupedAdam<double>;
 
 }  // namespace bf

@@ -78,6 +78,8 @@ template <class T>
 class Adam {
  public:
   Adam(std::size_t n, AdamConfig cfg);
+  /// On moments held elsewhere (a GroupedAdam's parts of its full-length moments).
+  Adam(Vector<T> m, Vector<T> v, AdamConfig cfg);
   /// Global L2 norm of g (one reduction).
   static double norm(const Kokkos::View<const T*, MemSpace>& g);
   /// One update with learning rate lr on the gradient grad_scale * g (clipped
@@ -97,6 +99,51 @@ class Adam {
  private:
   AdamConfig cfg_;
   Vector<T> m_, v_;
+  std::int64_t t_ = 0;
+};
+
+/// A contiguous part [begin, end) of the flat buffer trained by its own Adam
+/// (own step count, moments and learning rate lr_scale x the run's), updated at
+/// the steps s with (s mod cycle) in [first, first + count): alternating
+/// min-max training, as Hamiltonian score matching's k velocity steps per force step.
+struct ParameterGroup {
+  std::string name;
+  std::size_t begin = 0, end = 0;
+  double lr_scale = 1.0;
+  std::int64_t cycle = 1, first = 0, count = 1;
+
+  bool updates_at(std::int64_t s) const {
+    const std::int64_t r = s % cycle;
+    return r >= first && r < first + count;
+  }
+  /// Updates of this group at steps 0 … s − 1.
+  std::int64_t updates_before(std::int64_t s) const {
+    const std::int64_t r = s % cycle, part = r - first;
+    return (s / cycle) * count + (part < 0 ? 0 : part > count ? count : part);
+  }
+};
+
+/// One Adam per parameter group on full-length moment buffers (so snapshots and
+/// checkpoints see one m and one v). Update t of the run is step t, so each
+/// group's step count is a function of the run's (updates_before): a checkpoint
+/// stores the run's alone. One group spanning the buffer is exactly Adam.
+template <class T>
+class GroupedAdam {
+ public:
+  GroupedAdam(std::size_t n, AdamConfig cfg, std::vector<ParameterGroup> groups);
+  /// Update t = steps() at step s = t: each group updating at s takes lr · lr_scale on its part
+  /// of grad_scale · g, clipped by its own norm (with one group, gnorm: the whole gradient's).
+  void step(const Vector<T>& params, const Vector<T>& g, double lr, double grad_scale, double gnorm);
+  std::int64_t steps() const { return t_; }
+  void set_steps(std::int64_t t);
+  const Vector<T>& first_moment() const { return m_; }
+  const Vector<T>& second_moment() const { return v_; }
+  const std::vector<ParameterGroup>& groups() const { return groups_; }
+
+ private:
+  std::vector<ParameterGroup> groups_;
+  Vector<T> m_, v_;
+  std::vector<Adam<T>> parts_;
   std::int64_t t_ = 0;
 };
 

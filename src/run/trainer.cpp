@@ -7,7 +7,8 @@
 //      global batch (noise by global sample index), one MPI_Allreduce over the
 //      flat gradient buffer, division by the global batch;
 //   4. a non-finite loss or gradient: roll_back to the last in-memory snapshot
-//      with a lower learning rate; otherwise one Adam kernel updates θ;
+//      with a lower learning rate; otherwise one Adam kernel updates θ (one per
+//      parameter group updated at s, for models trained min-max: GroupedAdam);
 //   5. the RunLog (src/run/run_log.hpp) writes the rows and the progress.
 // finish() evaluates θ_steps, checkpoints, writes the model's artifacts and
 // prints the summary. Row `step = s` of metrics.jsonl is the loss at θ_s and
@@ -81,7 +82,7 @@ class Trainer {
     ac.beta2 = st_.train.beta2;
     ac.eps = st_.train.eps;
     ac.clip_norm = st_.train.clip_norm;
-    adam_ = std::make_unique<Adam<T>>(n, ac);
+    adam_ = std::make_unique<GroupedAdam<T>>(n, ac, model_->parameter_groups());
     sched_.kind = st_.train.schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
     sched_.lr = st_.train.lr;
     sched_.final_fraction = st_.train.final_lr_fraction;
@@ -386,7 +387,7 @@ class Trainer {
   std::unique_ptr<Model<T>> model_;
   Vector<T> params_, grad_, snap_params_, snap_m_, snap_v_;
   typename Vector<T>::HostMirror host_params_, host_grad_;
-  std::unique_ptr<Adam<T>> adam_;
+  std::unique_ptr<GroupedAdam<T>> adam_;
   LrSchedule sched_;
   std::int64_t start_step_ = 0, snap_step_ = -1, snap_adam_ = 0, failures_ = 0, recover_until_ = -1;
   double lr_factor_ = 1.0, wall_offset_ = 0, segment_start_ = 0;
