@@ -249,6 +249,43 @@ struct LeapfrogProblem {
 };
 }  // namespace
 
+namespace {
+// q̄_0, p̄_0 and the 4 θ̄ of an adjoint against central differences of problem P's loss(q0, p0, θ).
+template <class Problem>
+void expect_leapfrog_gradients(const Problem& P, const std::vector<double>& gq, const std::vector<double>& gp,
+                               const double* grad, double dt) {
+  for (std::size_t e = 0; e < P.q0.size(); ++e) {
+    const double fq = central_difference(
+        [&](double s) {
+          std::vector<double> q = P.q0;
+          q[e] += s;
+          return P.loss(q, P.p0, P.th);
+        },
+        1e-3);
+    const double fp = central_difference(
+        [&](double s) {
+          std::vector<double> p = P.p0;
+          p[e] += s;
+          return P.loss(P.q0, p, P.th);
+        },
+        1e-3);
+    EXPECT_NEAR(gq[e], fq, 1e-8 * (1 + std::fabs(fq))) << "dt " << dt << " q0[" << e << "]";
+    EXPECT_NEAR(gp[e], fp, 1e-8 * (1 + std::fabs(fp))) << "dt " << dt << " p0[" << e << "]";
+  }
+  for (int k = 0; k < 4; ++k) {
+    const double fd = central_difference(
+        [&](double s) {
+          std::vector<double> th = P.th;
+          th[k] += s;
+          return P.loss(P.q0, P.p0, th);
+        },
+        1e-3);
+    EXPECT_NEAR(grad[k], fd, 1e-8 * (1 + std::fabs(fd))) << "dt " << dt << " theta" << k;
+    EXPECT_GT(std::fabs(fd), 1e-3) << "theta" << k << " must matter for the test to test it";
+  }
+}
+}  // namespace
+
 // The Leapfrog's adjoint (q̄_0, p̄_0 and θ̄ of V and K) against central
 // differences, forwards and backwards in time.
 TEST(Integrators, LeapfrogAdjointMatchesFiniteDifferences) {
@@ -263,35 +300,7 @@ TEST(Integrators, LeapfrogAdjointMatchesFiniteDifferences) {
     Matrix<double> b = bf::test::device_mat<double>(P.wq, kN, kD), a = bf::test::device_mat<double>(P.wp, kN, kD);
     lf.adjoint(H, kN, Rows<double>(b.data(), kN, kD), Rows<double>(a.data(), kN, kD), dt);
     const std::vector<double> gq = bf::test::to_host(b), gp = bf::test::to_host(a);
-    for (std::size_t e = 0; e < P.q0.size(); ++e) {
-      const double fq = central_difference(
-          [&](double s) {
-            std::vector<double> q = P.q0;
-            q[e] += s;
-            return P.loss(q, P.p0, P.th);
-          },
-          1e-3);
-      const double fp = central_difference(
-          [&](double s) {
-            std::vector<double> p = P.p0;
-            p[e] += s;
-            return P.loss(P.q0, p, P.th);
-          },
-          1e-3);
-      EXPECT_NEAR(gq[e], fq, 1e-8 * (1 + std::fabs(fq))) << "dt " << dt << " q0[" << e << "]";
-      EXPECT_NEAR(gp[e], fp, 1e-8 * (1 + std::fabs(fp))) << "dt " << dt << " p0[" << e << "]";
-    }
-    for (int k = 0; k < 4; ++k) {
-      const double fd = central_difference(
-          [&](double s) {
-            std::vector<double> th = P.th;
-            th[k] += s;
-            return P.loss(P.q0, P.p0, th);
-          },
-          1e-3);
-      EXPECT_NEAR(H.grad[k], fd, 1e-8 * (1 + std::fabs(fd))) << "dt " << dt << " theta" << k;
-      EXPECT_GT(std::fabs(fd), 1e-3) << "theta" << k << " must matter for the test to test it";
-    }
+    expect_leapfrog_gradients(P, gq, gp, H.grad, dt);
   }
 }
 
@@ -340,35 +349,7 @@ TEST(Integrators, LeapfrogAdjointWithSourcesMatchesFiniteDifferences) {
                    pbar = bf::test::device_mat<double>(pbar_h, kSteps * kN, kD), b("b", kN, kD), a("a", kN, kD);
     lf.adjoint_with_sources(H, kN, Rows<double>(b.data(), kN, kD), Rows<double>(a.data(), kN, kD), dt, qbar, pbar);
     const std::vector<double> gq = bf::test::to_host(b), gp = bf::test::to_host(a);
-    for (int e = 0; e < E; ++e) {
-      const double fq = central_difference(
-          [&](double s) {
-            std::vector<double> q = P.q0;
-            q[e] += s;
-            return P.loss(q, P.p0, P.th);
-          },
-          1e-3);
-      const double fp = central_difference(
-          [&](double s) {
-            std::vector<double> p = P.p0;
-            p[e] += s;
-            return P.loss(P.q0, p, P.th);
-          },
-          1e-3);
-      EXPECT_NEAR(gq[e], fq, 1e-8 * (1 + std::fabs(fq))) << "dt " << dt << " q0[" << e << "]";
-      EXPECT_NEAR(gp[e], fp, 1e-8 * (1 + std::fabs(fp))) << "dt " << dt << " p0[" << e << "]";
-    }
-    for (int k = 0; k < 4; ++k) {
-      const double fd = central_difference(
-          [&](double s) {
-            std::vector<double> th = P.th;
-            th[k] += s;
-            return P.loss(P.q0, P.p0, th);
-          },
-          1e-3);
-      EXPECT_NEAR(H.grad[k], fd, 1e-8 * (1 + std::fabs(fd))) << "dt " << dt << " theta" << k;
-      EXPECT_GT(std::fabs(fd), 1e-3) << "theta" << k << " must matter for the test to test it";
-    }
+    expect_leapfrog_gradients(P, gq, gp, H.grad, dt);
     // Sources at the last state only: the plain adjoint.
     std::vector<double> zq(kSteps * E, 0.0), zp(kSteps * E, 0.0);
     for (int e = 0; e < E; ++e) zq[(kSteps - 1) * E + e] = P.wq[e], zp[(kSteps - 1) * E + e] = P.wp[e];
