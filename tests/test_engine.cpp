@@ -732,7 +732,7 @@ TEST(Optimizer, GroupedAdamUpdatesEachGroupAtItsStepsAsItsOwnAdam) {
   EXPECT_EQ(to_host(p1), to_host(p2));
   EXPECT_EQ(to_host(plain.second_moment()), to_host(one.second_moment()));
 
-  ParameterGroup a{"a", 0, 4, 1.0, 3, 0, 2}, b{"b", 4, 6, 0.25, 3, 2, 1};
+  ParameterGroup a{0, 4, 1.0, 3, 0, 2}, b{4, 6, 0.25, 3, 2, 1};
   EXPECT_EQ(a.updates_before(7), 5);  // steps 0, 1, 3, 4, 6
   EXPECT_EQ(b.updates_before(7), 2);  // steps 2, 5
   GroupedAdam<double> two(6, cfg, {a, b});
@@ -763,7 +763,7 @@ TEST(Optimizer, GroupedAdamUpdatesEachGroupAtItsStepsAsItsOwnAdam) {
     resumed.step(q, device_vec<double>(g0), 0.02, 1.0, 0.0);
   }
   EXPECT_EQ(to_host(p), to_host(q));
-  EXPECT_THROW(GroupedAdam<double>(6, cfg, {ParameterGroup{"a", 0, 4}}), std::logic_error);  // does not cover
+  EXPECT_THROW(GroupedAdam<double>(6, cfg, {ParameterGroup{0, 4}}), std::logic_error);  // does not cover
 }
 
 TEST(Optimizer, CosineScheduleAndWarmup) {

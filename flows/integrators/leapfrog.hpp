@@ -94,12 +94,8 @@ class Leapfrog {
     copy(n, D, source(pbar, L, n), a);
     H.hvp_v(n, -dt / T(2), position(L, n), a, b);
     const Rows<T> u = head_rows(gp_, n);  // the merged kick's direction (gp_ is free in the adjoint)
-    for (int s = L - 1; s >= 0; --s) {
+    for (int s = L - 1; s >= 1; --s) {
       H.hvp_k(n, dt, rows_of<const T>(phs_, static_cast<std::int64_t>(s) * n, n), b, a);
-      if (s == 0) {
-        H.hvp_v(n, -dt / T(2), position(0, n), a, b);
-        break;
-      }
       const Rows<const T> qs = source(qbar, s, n), ps = source(pbar, s, n);
       for_each_element("bf::leapfrog_source", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
         u(i, j) = a(i, j) + ps(i, j) / T(2);
@@ -109,6 +105,8 @@ class Leapfrog {
       // b's source is added before the product, which only adds to b: the order does not matter.
       H.hvp_v(n, -dt, position(s, n), Rows<const T>(u), b);
     }
+    H.hvp_k(n, dt, rows_of<const T>(phs_, 0, n), b, a);
+    H.hvp_v(n, -dt / T(2), position(0, n), a, b);
   }
 
   /// y += c x and y = x on n x d rows (public: CUDA needs device lambdas in public members).

@@ -92,7 +92,7 @@ Adam<T>::Adam(Vector<T> m, Vector<T> v, AdamConfig cfg) : cfg_(cfg), m_(std::mov
 template <class T>
 GroupedAdam<T>::GroupedAdam(std::size_t n, AdamConfig cfg, std::vector<ParameterGroup> groups)
     : groups_(std::move(groups)), m_("adam_m", n), v_("adam_v", n) {
-  if (groups_.empty()) groups_.push_back(ParameterGroup{"all", 0, n});
+  if (groups_.empty()) groups_.push_back(ParameterGroup{0, n});
   std::size_t at = 0;
   for (const ParameterGroup& g : groups_) {
     if (g.begin != at || g.end < g.begin || g.cycle < 1 || g.first < 0 || g.count < 1 || g.first + g.count > g.cycle)
@@ -116,7 +116,9 @@ void GroupedAdam<T>::step(const Vector<T>& params, const Vector<T>& g, double lr
     if (!gr.updates_at(s)) continue;
     const auto part = std::make_pair(gr.begin, gr.end);
     const Vector<T> pk = Kokkos::subview(params, part), gk = Kokkos::subview(g, part);
-    parts_[k].step(pk, gk, lr * gr.lr_scale, grad_scale, Adam<T>::norm(gk) * std::fabs(grad_scale));
+    // The group's own norm, for clipping only (one reduction, skipped without clipping).
+    const double norm = parts_[k].config().clip_norm > 0.0 ? Adam<T>::norm(gk) * std::fabs(grad_scale) : 0.0;
+    parts_[k].step(pk, gk, lr * gr.lr_scale, grad_scale, norm);
   }
 }
 

@@ -107,7 +107,6 @@ class Adam {
 /// the steps s with (s mod cycle) in [first, first + count): alternating
 /// min-max training, as Hamiltonian score matching's k velocity steps per force step.
 struct ParameterGroup {
-  std::string name;
   std::size_t begin = 0, end = 0;
   double lr_scale = 1.0;
   std::int64_t cycle = 1, first = 0, count = 1;
