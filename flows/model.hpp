@@ -89,6 +89,13 @@ class Model {
   virtual void sample(const Vector<T>& params, std::uint32_t seed, Purpose purpose, std::int64_t step,
                       std::uint64_t first, const Matrix<double>& x, const Vector<double>& log_q) = 0;
 
+  /// Whether sample() draws from the model (false: a score model, which has score()).
+  virtual bool has_sampler() const { return true; }
+  /// Whether the model learns a force F_θ ≈ ∇log π (score matching), evaluated by score().
+  virtual bool has_score() const { return false; }
+  /// f(i, :) = F_θ(x(i, :)), the learned score, at given points.
+  virtual void score(const Vector<T>& params, const ConstMatrix<double>& x, const Matrix<double>& f);
+
   /// Whether log q_θ can be evaluated at given points (forward KL/ESS).
   virtual bool has_log_density() const { return false; }
   virtual void log_density(const Vector<T>& params, const ConstMatrix<double>& x, const Vector<double>& log_q);
@@ -116,6 +123,10 @@ namespace bf {
 template <class T>
 void Model<T>::log_density(const Vector<T>&, const ConstMatrix<double>&, const Vector<double>&) {
   throw std::logic_error(kind() + ": the density cannot be evaluated at given points");
+}
+template <class T>
+void Model<T>::score(const Vector<T>&, const ConstMatrix<double>&, const Matrix<double>&) {
+  throw std::logic_error(kind() + ": not a score model");
 }
 template <class T>
 void Model<T>::marginal_log_density(const Vector<T>&, const ConstMatrix<double>&, int, std::uint32_t, std::int64_t,

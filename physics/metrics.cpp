@@ -477,4 +477,43 @@ Metrics finalize(const MetricSums& sums, const Distribution& target) {
   return m;
 }
 
+ScoreSums score_sums(const Distribution& target, const ConstMatrix<double>& x, const ConstMatrix<double>& f) {
+  const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
+  const int D = static_cast<int>(x.extent(1));
+  ScoreSums s;
+  if (n == 0) return s;
+  Vector<double> e("score_energy", n);
+  Matrix<double> g("score_energy_grad", n, D);
+  target.energy_grad(x, e, g);  // ∇log π = −∇energy
+  auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), g);
+  auto hf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    double a = 0, b = 0;
+    for (int j = 0; j < D; ++j) {
+      const double score = -hg(i, j), d = hf(i, j) - score;
+      a += d * d;
+      b += score * score;
+    }
+    s.n += 1, s.a += a, s.b += b, s.aa += a * a, s.bb += b * b, s.ab += a * b;
+  }
+  return s;
+}
+
+ScoreSums merge(const ScoreSums& x, const ScoreSums& y) {
+  return ScoreSums{x.n + y.n, x.a + y.a, x.b + y.b, x.aa + y.aa, x.bb + y.bb, x.ab + y.ab};
+}
+
+void finalize_score(const ScoreSums& s, Metrics& m) {
+  m.score_model = true;
+  m.score_samples = static_cast<std::int64_t>(s.n);
+  if (!(s.n > 0) || !(s.b > 0)) return;
+  const double n = s.n, ma = s.a / n, mb = s.b / n, r = s.a / s.b;
+  m.score_error = r;
+  m.score_norm = mb;
+  if (n < 2) return;
+  const double c = n / (n - 1);  // sample (co)variances
+  const double vaa = c * (s.aa / n - ma * ma), vbb = c * (s.bb / n - mb * mb), vab = c * (s.ab / n - ma * mb);
+  m.score_error_stderr = std::sqrt(std::max(0.0, vaa - 2 * r * vab + r * r * vbb) / (n * mb * mb));
+}
+
 }  // namespace bf

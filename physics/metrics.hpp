@@ -189,7 +189,30 @@ struct Metrics {
   HistogramReport histogram;
   std::vector<EstimatorFigure> estimators;  // with jackknife errors over estimator_blocks blocks
   int estimator_blocks = 0;
+  // Score models (no sampler; everything above is unset): the relative score error on
+  // score_samples exact samples of the target, with its delta-method standard error.
+  bool score_model = false;
+  std::int64_t score_samples = 0;
+  double score_error = std::numeric_limits<double>::quiet_NaN();
+  double score_error_stderr = std::numeric_limits<double>::quiet_NaN();
+  double score_norm = std::numeric_limits<double>::quiet_NaN();  // E_π‖∇log π‖²
 };
+
+/// A learned force F against the target's score on exact samples x ~ π: per sample
+/// a = ‖F(x) − ∇log π(x)‖² and b = ‖∇log π(x)‖², summed (n, Σa, Σb, Σa², Σb², Σab),
+/// which merge exactly across ranks. The relative score error is R = Σa / Σb
+/// (E_π‖F − ∇log π‖² / E_π‖∇log π‖²) and its standard error by the delta method,
+///   se(R)² = [s_aa − 2 R s_ab + R² s_bb] / (n b̄²),  s the sample (co)variances.
+struct ScoreSums {
+  double n = 0, a = 0, b = 0, aa = 0, bb = 0, ab = 0;
+  static constexpr int kCount = 6;
+  double* data() { return &n; }
+};
+/// The sums of F (f: rows of forces) on the target's samples x.
+ScoreSums score_sums(const Distribution& target, const ConstMatrix<double>& x, const ConstMatrix<double>& f);
+ScoreSums merge(const ScoreSums& a, const ScoreSums& b);
+/// The score figures of the sums into m (score_model set).
+void finalize_score(const ScoreSums& s, Metrics& m);
 Metrics finalize(const MetricSums& sums, const ModeSet& modes);
 /// finalize, with the target's observables named and their exact moments.
 Metrics finalize(const MetricSums& sums, const Distribution& target);

@@ -246,7 +246,8 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
                                              "non_finite_samples", "reverse_n_eff", "pareto_k",
                                              "log_z_stderr_reliable", "phase_space_reverse_kl",
                                              "phase_space_reverse_ess", "momentum_samples", "marginal_reverse_kl",
-                                             "marginal_reverse_ess", "marginal_forward_kl", "marginal_forward_ess"};
+                                             "marginal_reverse_ess", "marginal_forward_kl", "marginal_forward_ess",
+                                             "score_error", "score_error_stderr"};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> numbers;  // [run][metric]
   std::vector<Config> configs;               // [run], empty where the run failed to load
@@ -270,7 +271,9 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
               m.hausdorff, m.mode_coverage_tv, static_cast<double>(m.non_finite_samples), m.reverse_n_eff,
               m.pareto_k, m.log_z_stderr_reliable ? 1.0 : 0.0, ps * m.reverse_kl, ps * m.reverse_ess,
               static_cast<double>(m.momentum_samples), m.marginal_reverse_kl, m.marginal_reverse_ess,
-              m.marginal_forward_kl, m.marginal_forward_ess};
+              m.marginal_forward_kl, m.marginal_forward_ess, m.score_error, m.score_error_stderr};
+      if (m.score_model)  // a score model has only its score figures
+        for (std::size_t k = 0; k + 2 < nums.size(); ++k) nums[k] = nan;
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
       estimators = estimators_cell(m);
       step = run.ckpt.step;
@@ -395,7 +398,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   std::ostringstream os;
   os << "boltzflow evaluate " << path << " (step " << run.ckpt.step << ")\n  target: " << run.target->description()
      << "\n  samples: " << samples << " on " << env.size() << " rank(s)\n\n"
-     << metrics_table_header();
+     << metrics_table_header(ev.global.score_model);
   Json per_rank = Json::array();
   for (std::size_t r = 0; r < ev.per_rank.size(); ++r) {
     os << metrics_table_row(std::to_string(r), ev.per_rank[r]);
@@ -405,6 +408,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   }
   os << metrics_table_row("all", ev.global);
   if (ev.global.phase_space) os << "\n" << phase_space_text(ev.global);
+  if (ev.global.score_model) os << "\n" << score_text(ev.global);
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
   if (!ev.global.estimators.empty()) os << "\n" << estimators_text(ev.global);

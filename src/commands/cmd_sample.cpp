@@ -229,6 +229,9 @@ int cmd_sample(Environment& env, const std::vector<std::string>& args) {
     auto model = make_model<T>(settings, *run.target, static_cast<int>(settings.eval.batch), 1);
     if (model->layout().signature() != run.ckpt.layout_signature)
       throw InputError("checkpoint '" + path + "' does not match the model its configuration describes");
+    if (!model->has_sampler())
+      throw InputError("model.kind = " + model->kind() + " learns a score, not a sampler: it has no samples to draw "
+                       "(boltzflow evaluate reports its score error)");
     const Vector<T> params = device_parameters<T>(run.ckpt.parameters);
     if (mine.count() > 0) model->sample(params, seed, Purpose::sample, 0, static_cast<std::uint64_t>(mine.begin), x, lq);
     return 0;

@@ -210,13 +210,19 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm) {
   return out;
 }
 
-std::string metrics_table_header() {
+std::string metrics_table_header(bool score_model) {
+  if (score_model) return "rank      samples  score error +- its standard error\n";
   return "rank      samples   reverse_kl  reverse_ess        log_z     stderr   forward_kl  forward_ess  "
          "hausdorff  cover_tv  nonfinite      n_eff  pareto_k\n";
 }
 
 std::string metrics_table_row(const std::string& who, const Metrics& m) {
   char buf[512];
+  if (m.score_model) {
+    std::snprintf(buf, sizeof buf, "%-6s %10lld  score_error %.6g +- %.3g\n", who.c_str(),
+                  static_cast<long long>(m.score_samples), m.score_error, m.score_error_stderr);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf,
                 "%-6s %10lld %12.6g %12.6g %12.6g %10.3g %12.6g %12.6g %10.4g %10.4g %10lld %10.4g %9.3g%s\n",
                 who.c_str(), static_cast<long long>(m.samples), m.reverse_kl, m.reverse_ess, m.log_z,
@@ -235,6 +241,16 @@ std::string log_z_reliability(const Metrics& m) {
                     : (std::isfinite(m.pareto_k) && m.pareto_k > kParetoKThreshold
                            ? "; UNRELIABLE: the weights' tail is too heavy for the variance estimate"
                            : "; UNRELIABLE: too few effective samples (n_eff < 100) or too few for the tail fit"));
+  return buf;
+}
+
+std::string score_text(const Metrics& m) {
+  if (!m.score_model) return "";
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "score error E|F - grad log pi|^2 / E|grad log pi|^2 = %.6g +- %.3g (%lld exact samples of the "
+                "target; E|grad log pi|^2 = %.6g)\n",
+                m.score_error, m.score_error_stderr, static_cast<long long>(m.score_samples), m.score_norm);
   return buf;
 }
 
@@ -317,6 +333,13 @@ std::string observables_text(const Metrics& m) {
 
 Json to_json(const Metrics& m) {
   Json j = Json::object();
+  if (m.score_model) {  // a score model has none of the sampler's figures
+    j["score_error"] = m.score_error;
+    j["score_error_stderr"] = m.score_error_stderr;
+    j["score_norm"] = m.score_norm;
+    j["score_samples"] = static_cast<long long>(m.score_samples);
+    return j;
+  }
   // A phase-space flow's figures on (q, p) under their own names.
   const std::string ps = m.phase_space ? "phase_space_" : "";
   j[ps + "reverse_kl"] = m.reverse_kl;

@@ -22,11 +22,14 @@ std::vector<MetricSums> gather_to_root(const MetricSums& local, MPI_Comm comm);
 /// The metric keys of `evaluate --json` and `check --json`.
 Json to_json(const Metrics& m);
 /// The header and one row of the per-rank metrics table printed by check and evaluate.
-std::string metrics_table_header();
+std::string metrics_table_header(bool score_model = false);
 std::string metrics_table_row(const std::string& who, const Metrics& m);
 /// One line on how far the log Z error bar can be trusted: n_eff = ESS·n and
 /// the Pareto k̂ of the weights against its threshold, and a warning when either fails.
 std::string log_z_reliability(const Metrics& m);
+
+/// A score model's figure, one line: the relative score error and its standard error; empty otherwise.
+std::string score_text(const Metrics& m);
 
 /// For a phase-space flow (NHF), what its reverse/forward figures are, and the
 /// marginal estimate's figures with K; empty for other flows.

@@ -11,10 +11,52 @@
 
 namespace bf {
 
+namespace {
+
+/// A score model's figures: its force against ∇log π on `samples` exact samples of the
+/// target (the evaluation's common random numbers: Purpose::target_sample, step 0, by
+/// global index), in chunks of the model's batch, the sums reduced over ranks.
+template <class T>
+Evaluation evaluate_score(const Environment& env, Model<T>& model, const Vector<T>& params, const Distribution& target,
+                          std::uint32_t seed, long long samples) {
+  const Slice mine = split_range(samples, env.rank(), env.size());
+  const int d = target.dim();
+  const long long chunk = std::max(1, model.max_batch());
+  Matrix<double> x("score_x", std::min<long long>(chunk, std::max<long long>(1, mine.count())), d);
+  Matrix<double> f("score_f", x.extent(0), d);
+  ScoreSums local;
+  for (long long c0 = 0; c0 < mine.count(); c0 += chunk) {
+    const long long n = std::min<long long>(chunk, mine.count() - c0);
+    const Matrix<double> xs = Kokkos::subview(x, std::make_pair(0LL, n), Kokkos::ALL());
+    const Matrix<double> fs = Kokkos::subview(f, std::make_pair(0LL, n), Kokkos::ALL());
+    target.sample(seed, Purpose::target_sample, 0, static_cast<std::uint64_t>(mine.begin + c0), xs);
+    model.score(params, xs, fs);
+    local = merge(local, score_sums(target, xs, fs));
+  }
+  Kokkos::fence();
+  ScoreSums global = local;
+  MPI_Allreduce(MPI_IN_PLACE, global.data(), ScoreSums::kCount, MPI_DOUBLE, MPI_SUM, env.comm());
+  std::vector<double> all(env.root() ? static_cast<std::size_t>(ScoreSums::kCount) * env.size() : 0);
+  MPI_Gather(local.data(), ScoreSums::kCount, MPI_DOUBLE, all.data(), ScoreSums::kCount, MPI_DOUBLE, 0, env.comm());
+  Evaluation ev;
+  finalize_score(local, ev.local);
+  finalize_score(global, ev.global);
+  for (int r = 0; env.root() && r < env.size(); ++r) {
+    ScoreSums s;
+    std::copy(all.begin() + r * ScoreSums::kCount, all.begin() + (r + 1) * ScoreSums::kCount, s.data());
+    ev.per_rank.emplace_back();
+    finalize_score(s, ev.per_rank.back());
+  }
+  return ev;
+}
+
+}  // namespace
+
 template <class T>
 Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<T>& params,
                           const Distribution& target, std::uint32_t seed, long long samples, bool forward,
                           int momentum_samples) {
+  if (model.has_score()) return evaluate_score(env, model, params, target, seed, samples);
   const Slice mine = split_range(samples, env.rank(), env.size());
   const int d = target.dim();
   const int chunk = std::max(1, model.max_batch());

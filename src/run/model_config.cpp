@@ -3,6 +3,7 @@
 #include "flows/models/affine.hpp"
 #include "flows/models/cnf.hpp"
 #include "flows/models/hgf.hpp"
+#include "flows/models/hsm.hpp"
 #include "flows/models/nhf.hpp"
 #include "physics/targets.hpp"
 
@@ -29,6 +30,16 @@ std::vector<int> widths(const std::vector<long long>& list, const std::string& k
   for (long long v : list) w.push_back(static_cast<int>(v));
   if (w.empty()) throw InputError(key + ": needs at least one hidden width");
   return w;
+}
+
+/// train.minibatch = epochs (every point of the data set once per epoch) needs, where the
+/// model learns from a data set (`uses_data`), a global batch no larger than the set.
+bool epoch_minibatches(const Settings& cfg, bool uses_data) {
+  const bool epochs = cfg.train.minibatch == "epochs";
+  if (uses_data && epochs && cfg.train.batch > cfg.train.dataset_size)
+    throw InputError("train.minibatch = epochs needs train.batch (" + std::to_string(cfg.train.batch) +
+                     ") at most train.dataset_size (" + std::to_string(cfg.train.dataset_size) + ")");
+  return epochs;
 }
 }  // namespace
 
@@ -75,10 +86,7 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
       s.time = m.time;
       s.elbo = loss == "elbo";
       s.dataset_size = static_cast<int>(cfg.train.dataset_size);
-      s.epochs = cfg.train.minibatch == "epochs";
-      if (s.elbo && s.epochs && cfg.train.batch > s.dataset_size)
-        throw InputError("train.minibatch = epochs needs train.batch (" + std::to_string(cfg.train.batch) +
-                         ") at most train.dataset_size (" + std::to_string(cfg.train.dataset_size) + ")");
+      s.epochs = epoch_minibatches(cfg, s.elbo);
       return std::make_unique<NhfFlow<T>>(target, make_base(cfg.base, target.dim()), s, max_batch,
                                           static_cast<std::uint32_t>(cfg.run.seed));
     }
@@ -98,11 +106,28 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
       s.output_gain = m.output_gain;
       s.steps = static_cast<int>(m.integration_steps);
       s.dataset_size = static_cast<int>(cfg.train.dataset_size);
-      s.epochs = cfg.train.minibatch == "epochs";
-      if (s.epochs && cfg.train.batch > s.dataset_size)
-        throw InputError("train.minibatch = epochs needs train.batch (" + std::to_string(cfg.train.batch) +
-                         ") at most train.dataset_size (" + std::to_string(cfg.train.dataset_size) + ")");
+      s.epochs = epoch_minibatches(cfg, true);
       return std::make_unique<HgfFlow<T>>(target, s, max_batch, static_cast<std::uint32_t>(cfg.run.seed));
+    }
+    if (kind == "hsm") {
+      if (loss != "hsm" && loss != "dsm")
+        throw InputError("train.loss = " + loss + " is not available for model.kind = hsm (hsm or dsm)");
+      HsmSpec s;
+      s.quadratic_potential = m.potential == "quadratic";
+      s.hidden = widths(m.hidden, "model.hidden");
+      s.activation = parse_activation(m.activation);
+      s.kernels = static_cast<int>(m.kernels);
+      s.time_input = m.time_input;
+      s.output_gain = m.output_gain;
+      s.steps = static_cast<int>(m.leapfrog_steps);
+      s.time = m.time;
+      s.dsm = loss == "dsm";
+      s.dsm_sigma = cfg.train.dsm_sigma;
+      s.inner_steps = static_cast<int>(cfg.train.inner_steps);
+      s.inner_lr_scale = cfg.train.inner_lr_scale;
+      s.dataset_size = static_cast<int>(cfg.train.dataset_size);
+      s.epochs = epoch_minibatches(cfg, true);
+      return std::make_unique<HsmModel<T>>(target, s, max_batch, static_cast<std::uint32_t>(cfg.run.seed));
     }
   } catch (const std::invalid_argument& e) {
     throw InputError(std::string("model: ") + e.what());

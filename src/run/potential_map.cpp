@@ -127,7 +127,7 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
 template <class T>
 bool write_density_map(Model<T>& model, const Vector<T>& params, const Distribution& target, std::uint32_t seed,
                        const std::string& path, int samples, int grid) {
-  if (target.dim() != 2) return false;
+  if (target.dim() != 2 || !model.has_sampler()) return false;
   const Grid gr = mode_grid(target, grid);
   const int n_grid = grid * grid;
   Matrix<double> g("density_grid", n_grid, 2);

@@ -38,7 +38,8 @@ PotentialSummary write_potential_map(Model<T>& model, const Vector<T>& params, c
 
 /// For 2-D targets: the target's log density on a grid over its modes (/log_density [N x N] at
 /// (/x_i, /y_j), normalised where log Z is known: /normalised) and `samples` samples of the flow
-/// (/samples, the evaluation's stream), with /modes, for plots (jobs/plot.py). False otherwise.
+/// (/samples, the evaluation's stream), with /modes, for plots (jobs/plot.py). False otherwise,
+/// and for a model without a sampler (a score model).
 template <class T>
 bool write_density_map(Model<T>& model, const Vector<T>& params, const Distribution& target, std::uint32_t seed,
                        const std::string& path, int samples = 2000, int grid = 121);

@@ -105,6 +105,12 @@ void RunLog::end_progress() {
 std::string run_summary(const Metrics& m, long long steps, double wall, long long samples,
                         const std::string& potential, const std::string& histogram_path, const std::string& dir) {
   std::ostringstream os;
+  if (m.score_model) {
+    os << "done: " << steps << " steps in " << format_duration(wall) << "; final metrics:\n  " << score_text(m);
+    if (!potential.empty()) os << "  " << potential << " (" << dir << "/potential.h5)\n";
+    os << "  run directory: " << dir << "\n";
+    return os.str();
+  }
   os << "done: " << steps << " steps in " << format_duration(wall) << "; final metrics (" << samples << " samples):\n"
      << (m.phase_space ? "  phase-space " : "  ") << "reverse_kl " << fmt_num(m.reverse_kl) << "  reverse_ess " << fmt_num(m.reverse_ess) << "  log_z "
      << fmt_num(m.log_z) << " +- " << fmt_num(m.log_z_stderr) << "\n  " << log_z_reliability(m)

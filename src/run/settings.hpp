@@ -67,6 +67,9 @@ struct TrainSettings {
   double eps{};
   long long dataset_size{};
   std::string minibatch{};
+  long long inner_steps{};
+  double inner_lr_scale{};
+  double dsm_sigma{};
   long long snapshot_every{};
   double nan_lr_factor{};
   long long nan_max_retries{};
@@ -79,8 +82,9 @@ struct TrainSettings {
     v(&TrainSettings::lr, "train.lr", K::Real, "3e-3", "Adam learning rate (peak of the schedule)", {}, 1e-300, 1e300);
     v(&TrainSettings::loss, "train.loss", K::Choice, "deformation",
        "training loss: reverse_kl (cnf, nhf, affine), deformation (cnf), elbo (nhf density estimation from exact "
-       "samples), velocity_matching (hgf: regression of V on the path's velocity, from exact samples)",
-       {"reverse_kl", "deformation", "elbo", "velocity_matching"});
+       "samples), velocity_matching (hgf: regression of V on the path's velocity, from exact samples), hsm (hsm: "
+       "Hamiltonian score matching, from exact samples), dsm (hsm: denoising score matching, the baseline)",
+       {"reverse_kl", "deformation", "elbo", "velocity_matching", "hsm", "dsm"});
     v(&TrainSettings::schedule, "train.schedule", K::Choice, "constant", "learning-rate schedule over train.steps", {"cosine", "constant"});
     v(&TrainSettings::final_lr_fraction, "train.final_lr_fraction", K::Real, "0", "cosine schedule: final lr as a fraction of train.lr", {}, 0, 1);
     v(&TrainSettings::warmup_steps, "train.warmup_steps", K::Int, "0", "linear learning-rate warm-up steps", {}, 0, 1e12);
@@ -89,14 +93,21 @@ struct TrainSettings {
     v(&TrainSettings::beta2, "train.beta2", K::Real, "0.999", "Adam beta2", {}, 0, 0.99999999);
     v(&TrainSettings::eps, "train.eps", K::Real, "1e-8", "Adam epsilon", {}, 1e-300, 1);
     v(&TrainSettings::dataset_size, "train.dataset_size", K::Int, "5000",
-       "elbo, velocity_matching: points drawn once from the target's exact sampler; minibatches of train.batch "
+       "elbo, velocity_matching, hsm, dsm: points drawn once from the target's exact sampler; minibatches of train.batch "
        "drawn from them", {}, 1,
        1e9);
     v(&TrainSettings::minibatch, "train.minibatch", K::Choice, "replacement",
-       "elbo, velocity_matching: how minibatches take the data set's points: replacement (each uniformly, with replacement), or "
+       "elbo, velocity_matching, hsm, dsm: how minibatches take the data set's points: replacement (each uniformly, with replacement), or "
        "epochs (a fresh random order of the data set each epoch, every point once per epoch, as Souveton et al. "
        "train; train.batch at most train.dataset_size)",
        {"replacement", "epochs"});
+    v(&TrainSettings::inner_steps, "train.inner_steps", K::Int, "1",
+       "hsm: velocity-predictor (phi) steps per force (theta) step of the min-max training; a step is one of either",
+       {}, 1, 1e6);
+    v(&TrainSettings::inner_lr_scale, "train.inner_lr_scale", K::Real, "1",
+       "hsm: the velocity predictor's learning rate as a multiple of train.lr (its own Adam)", {}, 1e-300, 1e300);
+    v(&TrainSettings::dsm_sigma, "train.dsm_sigma", K::Real, "0.1", "dsm: standard deviation sigma of the denoising noise", {},
+       1e-300, 1e300);
     v(&TrainSettings::snapshot_every, "train.snapshot_every", K::Int, "10", "steps between in-memory snapshots a non-finite step rolls back to", {},
        1, 1e12);
     v(&TrainSettings::nan_lr_factor, "train.nan_lr_factor", K::Real, "0.5", "learning-rate factor applied after each non-finite step", {}, 1e-6,
@@ -128,6 +139,7 @@ struct ModelSettings {
   double omega{};
   double sigma_v{};
   double path_time{};
+  std::string potential{};
   std::string precision{};
 
   template <class V>
@@ -136,13 +148,14 @@ struct ModelSettings {
     v(&ModelSettings::kind, "model.kind", K::Choice, "cnf",
        "flow: cnf (deformation-trajectory CNF, Mate & Fleuret), nhf (Neural Hamiltonian Flow, Souveton et al.), "
        "hgf (Hamiltonian generative flow, Holderrieth et al.: V learned by velocity regression along a path), "
-       "affine (x = mu + L z; tests and baselines)",
-       {"cnf", "nhf", "hgf", "affine"});
-    v(&ModelSettings::kernels, "model.kernels", K::Int, "4", "cnf, hgf: RBF time kernels (one MLP each) of V_t (and g_t, C_t)", {}, 1, 1024);
+       "hsm (a force F = -grad U learned by Hamiltonian or denoising score matching; no sampler: evaluated by its "
+       "score error), affine (x = mu + L z; tests and baselines)",
+       {"cnf", "nhf", "hgf", "hsm", "affine"});
+    v(&ModelSettings::kernels, "model.kernels", K::Int, "4", "cnf, hgf, hsm: RBF time kernels (one MLP each) of V_t (and g_t, C_t)", {}, 1, 1024);
     v(&ModelSettings::hidden, "model.hidden", K::IntList, "64,64",
-       "hidden widths: each MLP of V_t, g_t (cnf, hgf); V, K and the encoder's mu and sigma (nhf)", {}, 1, 1e6);
+       "hidden widths: each MLP of V_t, g_t (cnf, hgf, hsm); V, K and the encoder's mu and sigma (nhf); U (hsm)", {}, 1, 1e6);
     v(&ModelSettings::activation, "model.activation", K::Choice, "swish", "hidden activation", {"swish", "softplus", "tanh"});
-    v(&ModelSettings::time_input, "model.time_input", K::Bool, "true", "cnf, hgf: t is an input of every MLP as well as the kernel weight");
+    v(&ModelSettings::time_input, "model.time_input", K::Bool, "true", "cnf, hgf, hsm: t is an input of every MLP as well as the kernel weight");
     v(&ModelSettings::interpolation, "model.interpolation", K::Choice, "linear",
        "cnf: f_t = (1-t) f0 + t f1 (linear) or + t(1-t) g_t (trainable)", {"linear", "trainable"});
     v(&ModelSettings::g_hidden, "model.g_hidden", K::IntList, "", "cnf: hidden widths of g_t (unset: model.hidden)", {}, 1, 1e6);
@@ -157,8 +170,8 @@ struct ModelSettings {
        100000);
     v(&ModelSettings::kinetic, "model.kinetic", K::Choice, "mlp", "nhf: kinetic energy, an MLP or fixed 1/2 p^T M p with M = L L^T trained",
        {"mlp", "fixed"});
-    v(&ModelSettings::leapfrog_steps, "model.leapfrog_steps", K::Int, "10", "nhf: leapfrog steps L", {}, 1, 100000);
-    v(&ModelSettings::time, "model.time", K::Real, "1", "nhf: integration time T = L dt", {}, 1e-300, 1e300);
+    v(&ModelSettings::leapfrog_steps, "model.leapfrog_steps", K::Int, "10", "nhf, hsm: leapfrog steps L", {}, 1, 100000);
+    v(&ModelSettings::time, "model.time", K::Real, "1", "nhf, hsm: integration time T = L dt", {}, 1e-300, 1e300);
     v(&ModelSettings::output_gain, "model.output_gain", K::Real, "1", "initial scale of the last layer of V_t (0: V starts at zero)", {}, 0,
        1e6);
     v(&ModelSettings::path, "model.path", K::Choice, "flow_matching",
@@ -174,6 +187,10 @@ struct ModelSettings {
     v(&ModelSettings::sigma_v, "model.sigma_v", K::Real, "1", "hgf oscillation: standard deviation of the initial velocity", {}, 1e-300,
        1e300);
     v(&ModelSettings::path_time, "model.path_time", K::Real, "3", "hgf diffusion: end time T of the path", {}, 1e-300, 1e300);
+    v(&ModelSettings::potential, "model.potential", K::Choice, "network",
+       "hsm: the potential U of the force F = -grad U: an MLP (network) or 1/2 x^T A x with A = L L^T trained "
+       "(quadratic; Gaussian targets)",
+       {"network", "quadratic"});
     v(&ModelSettings::precision, "model.precision", K::Choice, "float", "floating-point precision of parameters and networks",
        {"double", "float"});
   }

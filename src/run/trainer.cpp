@@ -279,7 +279,8 @@ class Trainer {
     row.update(to_json(ev.global));
     rank_row.update(to_json(ev.local));
     last_eval_ = ev.global;
-    last_ess_ = fmt_num(std::round(ev.global.reverse_ess * 1e4) / 1e4);
+    last_ess_ = ev.global.score_model ? "n/a (score error " + fmt_num(ev.global.score_error) + ")"
+                                      : fmt_num(std::round(ev.global.reverse_ess * 1e4) / 1e4);
   }
 
   void take_snapshot(std::int64_t s) {
