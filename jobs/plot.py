@@ -80,6 +80,10 @@ def first_key(row, keys):
 def plot_training(run, out, formats, written):
     rows = read_metrics(run)
     loss = [(r["step"], r["loss"]) for r in rows if "step" in r and r.get("loss") is not None]
+    scores = [r for r in rows if "step" in r and r.get("score_error") is not None]
+    if scores:  # a score model (hsm): its loss and its score error, no sampler figures
+        plot_score_training(run, loss, scores, out, formats, written)
+        return
     evals = [r for r in rows if "step" in r and "log_z" in r]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
@@ -108,6 +112,29 @@ def plot_training(run, out, formats, written):
         flag = "" if last.get("log_z_stderr_reliable", True) else " (error bar unreliable)"
         if z is not None and dz is not None:
             fig.suptitle(f"{run}: step {last['step']}, log Z = {z:.4g} ± {dz:.2g}{flag}", fontsize=9)
+    save(fig, out, "training", formats, written)
+
+
+def plot_score_training(run, loss, scores, out, formats, written):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    ax = axes[0]
+    if loss:
+        ax.plot([s for s, _ in loss], [v for _, v in loss], lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("loss")
+    ax = axes[1]
+    steps = [r["step"] for r in scores]
+    err = [r["score_error"] for r in scores]
+    se = [r.get("score_error_stderr") or 0.0 for r in scores]
+    ax.errorbar(steps, err, yerr=se, marker="o", ms=3, lw=1, capsize=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("relative score error")
+    ax.set_title("score error at evaluations")
+    last = scores[-1]
+    fig.suptitle(f"{run}: step {last['step']}, score error = {last['score_error']:.3g} ± "
+                 f"{last.get('score_error_stderr') or float('nan'):.2g}", fontsize=9)
     save(fig, out, "training", formats, written)
 
 

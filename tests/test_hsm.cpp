@@ -15,6 +15,7 @@
 #include "flows/training_set.hpp"
 #include "physics/metrics.hpp"
 #include "physics/targets.hpp"
+#include "tests/score_study.hpp"
 #include "tests/test_helpers.hpp"
 
 using namespace bf;
@@ -136,22 +137,6 @@ void set_quadratic(HsmModel<double>& model, std::vector<double>& hp, const Eigen
     for (int c = 0; c <= r; ++c) hp[s.offset + r * D + c] = r == c ? std::log(L(r, c)) : L(r, c);
 }
 
-/// Trains with the model's parameter groups (GroupedAdam) for `steps` steps, lr on a cosine; with
-/// velocity_only, only at the velocity's steps (the force stays as it is).
-void train(HsmModel<double>& model, Vector<double>& p, int steps, int batch, double lr, bool velocity_only,
-           std::uint32_t seed = 5u) {
-  const std::size_t P = model.layout().size();
-  GroupedAdam<double> adam(P, AdamConfig{}, model.parameter_groups());
-  Vector<double> g("g", P);
-  const LrSchedule schedule{LrSchedule::cosine, lr, 0.0, steps, 0};
-  for (int s = 0; s < steps; ++s) {
-    Kokkos::deep_copy(g, 0.0);
-    if (!(velocity_only && model.force_step(s)))
-      model.loss_and_grad(p, g, BatchRef{seed, s, 0, batch, batch}, LocalCollective());
-    adam.step(p, g, schedule.at(s), 1.0 / batch, Adam<double>::norm(g) / batch);
-  }
-}
-
 }  // namespace
 
 TEST(Hsm, VelocityAndForceGradientsMatchFiniteDifferences) {
@@ -218,7 +203,7 @@ TEST(Hsm, FixedForceDiscrepancyMatchesTheGaussianClosedForm) {
   A << 2.0, 0.7, 0.7, 1.4;
   set_quadratic(model, hp, A);
   Kokkos::deep_copy(p, test::device_vec<double>(hp));
-  train(model, p, 1500, B, 1e-2, true);
+  test::train_groups(model, p, 1500, B, 1e-2, true);
   EXPECT_EQ(to_host(p)[model.layout().slice("U.L").offset], hp[model.layout().slice("U.L").offset]);  // U fixed
   double closed = 0, discrete = 0;
   const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(2, 2);
@@ -267,7 +252,7 @@ TEST(Hsm, TrainedQuadraticForceReachesTheInverseCovariance) {
   A0 << 1.0, 0.5, 0.5, 3.0;
   set_quadratic(model, hp, A0);
   Kokkos::deep_copy(p, test::device_vec<double>(hp));
-  train(model, p, 3000, 256, 1e-2, false);
+  test::train_groups(model, p, 3000, 256, 1e-2, false);
   const auto A = model.quadratic_matrix(p);
   const double target_diag = 1.0 / (sigma * sigma);
   double err = 0, norm = 0;
@@ -293,7 +278,7 @@ TEST(Hsm, OneLeapfrogStepLearnsTheDiscreteOptimum) {
   HsmModel<double> model(*tgt, sp, 512, 7u);
   Vector<double> p("p", model.layout().size());
   model.initialize(p, 3u);
-  train(model, p, 6000, 512, 3e-3, false);
+  test::train_groups(model, p, 6000, 512, 3e-3, false);
   // The optimum of the data set the model learns from: 1/σ² is 1/E x² of its 20 000 points
   // (the population's 1.0718 ± 0.011 by their sampling error); h = 0.5 solves ω²(1 − ω²/16) = 1/E x².
   const TrainingSet data(*tgt, sp.dataset_size, false, 7u, 1);
@@ -351,4 +336,26 @@ TEST(Hsm, ScoreErrorOfAKnownForce) {
   const double rms_z = std::sqrt(z2 / repeats);
   EXPECT_GT(rms_z, 0.8);
   EXPECT_LT(rms_z, 1.25);
+}
+
+TEST(Hsm, DenoisingGradientNoiseGrowsAsOneOverSigma) {
+  // The poster's Fig. 3c in numbers: DSM's per-sample gradient carries ε/σ, so as σ → 0
+  // its noise grows as 1/σ while its mean tends to the score-matching gradient: the SNR
+  // falls in proportion to σ. (HSM's gradient has no σ.) At the same initial U.
+  const auto tgt = gaussian(1, 1.0);
+  test::GradientSnr at[2];
+  const double sigmas[2] = {0.1, 0.03};
+  for (int k = 0; k < 2; ++k) {
+    HsmSpec sp = spec(false, true, 1, 1.0);
+    sp.dsm_sigma = sigmas[k];
+    HsmModel<double> model(*tgt, sp, 1, 7u);
+    Vector<double> p("p", model.layout().size());
+    model.initialize(p, 3u);
+    at[k] = test::gradient_snr(model, p, 11u, 0, 0, model.layout().size(), 40000);
+    std::printf("  dsm sigma %.2f: SNR %.4f +- %.4f, |E g| %.4f, noise %.4f\n", sigmas[k], at[k].snr, at[k].error,
+                at[k].mean_norm, at[k].noise);
+  }
+  EXPECT_NEAR(at[1].noise / at[0].noise, 0.1 / 0.03, 0.1 * 0.1 / 0.03);
+  EXPECT_NEAR(at[1].mean_norm / at[0].mean_norm, 1.0, 0.2);
+  EXPECT_LT(at[1].snr, 0.5 * at[0].snr);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # jobs/plot.py on short real runs: an NHF on gmm9 (training curves, samples over
-# the density, the learned potential), an affine flow on the φ⁴ ring (the mean
+# the density, the learned potential), a score model (its loss and score error,
+# the learned U), an affine flow on the φ⁴ ring (the mean
 # field against Eq. 21) and a batch table over two learning rates and two
 # seeds (a metric against the swept key). Every expected file is written, each
 # PNG has content (not one colour), each PDF is a PDF; plot.py refuses to
@@ -21,6 +22,9 @@ cd "$work"
 grep -q "plots: $py $src/jobs/plot.py $work/nhf\|plots: $py $src/jobs/plot.py nhf" nhf.log || fail "no plot command: $(tail -3 nhf.log)"
 "$bin" train --out phi4 --model.kind affine --train.loss reverse_kl --target.name phi4 --train.steps 30 \
   --eval.samples 1000 --run.progress plain > phi4.log 2>&1 || fail "phi4 training"
+"$bin" train --out hsm --model.kind hsm --train.loss hsm --target.name gmm9 --model.hidden 16 --model.kernels 2 \
+  --model.leapfrog_steps 3 --train.dataset_size 500 --train.batch 64 --train.steps 40 --run.eval_every 20 \
+  --eval.samples 500 --run.progress plain > hsm.log 2>&1 || fail "hsm training: $(tail -5 hsm.log)"
 for lr in 0.01 0.03; do for s in 1 2; do
   "$bin" train --out "sweep/lr$lr-s$s" --model.kind affine --train.loss reverse_kl --target.name gmm2asym \
     --train.steps 20 --train.lr $lr --run.seed $s --eval.samples 256 --run.progress plain > /dev/null 2>&1 || fail "sweep run"
@@ -28,13 +32,15 @@ done; done
 "$bin" evaluate --runs 'sweep/*' --table table.csv > /dev/null 2>&1 || fail "batch table"
 $plot nhf > nhf-plot.log || fail "plot nhf: $(cat nhf-plot.log)"
 $plot phi4 > /dev/null || fail "plot phi4"
+$plot hsm > /dev/null || fail "plot hsm (a score model)"
+[ ! -e hsm/plots/samples.png ] || fail "a score model has no samples to plot"
 $plot --table table.csv --metric reverse_ess --key train.lr --out tableplots > /dev/null || fail "plot table"
 $py - "$work" <<'PY' || fail "plot contents"
 import os, sys
 import matplotlib.image as mpimg
 w = sys.argv[1]
 want = ["nhf/plots/training", "nhf/plots/samples", "nhf/plots/potential", "phi4/plots/training",
-        "phi4/plots/mean_field", "tableplots/reverse_ess-vs-train.lr"]
+        "phi4/plots/mean_field", "tableplots/reverse_ess-vs-train.lr", "hsm/plots/training", "hsm/plots/potential"]
 for stem in want:
     png, pdf = os.path.join(w, stem + ".png"), os.path.join(w, stem + ".pdf")
     assert os.path.getsize(png) > 5000, f"{png} is tiny"

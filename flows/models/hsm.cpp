@@ -267,8 +267,10 @@ double HsmModel<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad
         in(r, D) = static_cast<T>(static_cast<double>(r / nn + 1) / L);
       });
   const Rows<const T> out = m.v->forward(params, m.wv, static_cast<int>(rows), 0, Rows<const T>(in));
-  // ℓ's terms (‖V‖² − 2V·v)/L and their adjoints with respect to V, (2V − 2v)/L.
+  // ℓ's terms (‖V‖² − 2V·v)/L and their adjoints with respect to V, (2V − 2v)/L; at a force
+  // step also the velocity sources of −ℓ, ∂(−ℓ)/∂v_s = 2V/L.
   const double inv_l = 1.0 / L;
+  const Rows<T> qbar = rows_of<T>(m.qbar, 0, rows), pbar = rows_of<T>(m.pbar, 0, rows);
   Kokkos::parallel_reduce(
       "bf::hsm_loss", Policy(0, rows),
       KOKKOS_LAMBDA(const std::int64_t r, double& acc) {
@@ -277,6 +279,7 @@ double HsmModel<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad
           const double vv = static_cast<double>(out(r, j)), vel = static_cast<double>(vs(r, j));
           s += vv * vv - 2.0 * vv * vel;
           adj(r, j) = static_cast<T>(2.0 * (vv - vel) * inv_l);
+          if (theta) pbar(r, j) = static_cast<T>(2.0 * vv * inv_l);
         }
         acc += s * inv_l;
       },
@@ -285,13 +288,11 @@ double HsmModel<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad
     m.v->reverse(params, grad, m.wv, Rows<const T>(adj), Rows<T>());
     return loss;
   }
-  // θ ascends L: the sources of −ℓ at every state, then the leapfrog's adjoint.
-  const Rows<T> qbar = rows_of<T>(m.qbar, 0, rows), pbar = rows_of<T>(m.pbar, 0, rows);
-  m.v->reverse(params, Vector<T>(), m.wv, Rows<const T>(adj), qbar);  // ∂ℓ/∂x_s = J_Vᵀ adj
-  const T two_l = static_cast<T>(2.0 * inv_l);
-  for_each_element("bf::hsm_sources", rows, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t j) {
+  // θ ascends L: the position sources of −ℓ, −J_Vᵀ adj (V's input adjoints, no weight
+  // gradient), then the leapfrog's adjoint with a source at every state.
+  m.v->reverse(params, Vector<T>(), m.wv, Rows<const T>(adj), qbar);
+  for_each_element("bf::hsm_position_sources", rows, D, KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t j) {
     qbar(r, j) = -qbar(r, j);
-    pbar(r, j) = two_l * out(r, j);
   });
   m.leapfrog.adjoint_with_sources(H, n, head_rows(m.b, n), head_rows(m.a, n), h, m.qbar, m.pbar);
   return loss;
