@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -138,6 +139,52 @@ TEST(Runner, EpochMinibatchesAgreeOnOneAndTwoRanks) {
   EXPECT_NE(bad.output.find("train.minibatch = epochs needs train.batch (101) at most train.dataset_size (100)"),
             std::string::npos)
       << bad.output;
+}
+
+// Hamiltonian score matching, a min-max model with two Adams (the force's every third
+// step): a resumed run is the uninterrupted one bit for bit, 1 and 2 ranks agree, and the
+// figures are the score error's (train, evaluate, the batch table); it has no samples.
+TEST(Runner, HsmResumesExactlyAgreesAcrossRanksAndReportsItsScoreError) {
+  const std::string d = test::temp_dir("hsm");
+  const std::string hsm =
+      " --model.kind hsm --train.loss hsm --target.name gmm9 --model.hidden 8 --model.kernels 2"
+      " --model.leapfrog_steps 3 --train.inner_steps 2 --model.precision double --train.dataset_size 100"
+      " --train.batch 24 --train.steps 14 --run.log_every 1 --run.checkpoint_every 5 --eval.samples 300";
+  auto full = run(boltzflow(2) + " train --out " + d + "/full" + hsm);
+  ASSERT_EQ(full.code, 0) << full.output;
+  EXPECT_NE(full.output.find("score error E|F - grad log pi|^2 / E|grad log pi|^2 = "), std::string::npos) << full.output;
+  auto first = run(boltzflow(2) + " train --out " + d + "/split" + hsm + " --run.stop_at 7");
+  ASSERT_EQ(first.code, 0) << first.output;
+  auto second = run(boltzflow(2) + " train --out " + d + "/split" + hsm + " --resume");
+  ASSERT_EQ(second.code, 0) << second.output;
+  expect_same_state(load_state(d + "/full/checkpoint.h5"), load_state(d + "/split/checkpoint.h5"));
+  auto one = run(boltzflow(1) + " train --out " + d + "/np1" + hsm);
+  ASSERT_EQ(one.code, 0) << one.output;
+  const auto ra = loss_rows(d + "/np1"), rb = loss_rows(d + "/full");
+  ASSERT_EQ(ra.size(), 14u);
+  ASSERT_EQ(ra.size(), rb.size());
+  for (std::size_t i = 0; i < ra.size(); ++i)
+    EXPECT_LE(std::fabs(ra[i].loss - rb[i].loss), 1e-10 * (1 + std::fabs(ra[i].loss))) << "step " << ra[i].step;
+  // evaluate: the score error, the same on 1 and 2 ranks (the same exact samples by global index).
+  auto e1 = run(boltzflow(1) + " evaluate --run " + d + "/full --json " + d + "/e1.json");
+  ASSERT_EQ(e1.code, 0) << e1.output;
+  auto e2 = run(boltzflow(2) + " evaluate --run " + d + "/full --json " + d + "/e2.json");
+  ASSERT_EQ(e2.code, 0) << e2.output;
+  const Json j1 = Json::parse(test::read_file(d + "/e1.json")), j2 = Json::parse(test::read_file(d + "/e2.json"));
+  const double s1 = j1.at("score_error").get<double>(), s2 = j2.at("score_error").get<double>();
+  EXPECT_GT(s1, 0.0);
+  EXPECT_NEAR(s1, s2, 1e-12 * s1);
+  EXPECT_GT(j1.at("score_error_stderr").get<double>(), 0.0);
+  EXPECT_EQ(j1.at("score_samples").get<long long>(), 300);
+  EXPECT_FALSE(j1.contains("reverse_ess")) << "a score model has no sampler figures";
+  auto table = run(boltzflow(1) + " evaluate --runs '" + d + "/full' --table " + d + "/t.csv");
+  ASSERT_EQ(table.code, 0) << table.output;
+  const std::string csv = test::read_file(d + "/t.csv");
+  EXPECT_NE(csv.find(",score_error,score_error_stderr,"), std::string::npos) << csv;
+  auto sample = run(boltzflow(1) + " sample --run " + d + "/full --samples 10 --out " + d + "/s.h5");
+  EXPECT_EQ(sample.code, 2) << sample.output;
+  EXPECT_NE(sample.output.find("learns a score, not a sampler"), std::string::npos) << sample.output;
+  EXPECT_FALSE(std::filesystem::exists(d + "/s.h5"));
 }
 
 TEST(Runner, ResumeIsBitwiseExact) {
