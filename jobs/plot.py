@@ -86,12 +86,7 @@ def plot_training(run, out, formats, written):
         return
     evals = [r for r in rows if "step" in r and "log_z" in r]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax = axes[0]
-    if loss:
-        ax.plot([s for s, _ in loss], [v for _, v in loss], lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("loss")
+    plot_loss(axes[0], loss)
     # ESS and KL: the CNF's exact figures, or an NHF's phase-space and marginal ones.
     for ax, names, label in (
             (axes[1], ("reverse_ess", "phase_space_reverse_ess", "marginal_reverse_ess", "forward_ess"), "ESS"),
@@ -115,14 +110,17 @@ def plot_training(run, out, formats, written):
     save(fig, out, "training", formats, written)
 
 
-def plot_score_training(run, loss, scores, out, formats, written):
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    ax = axes[0]
+def plot_loss(ax, loss):
     if loss:
         ax.plot([s for s, _ in loss], [v for _, v in loss], lw=0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("loss")
+
+
+def plot_score_training(run, loss, scores, out, formats, written):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    plot_loss(axes[0], loss)
     ax = axes[1]
     steps = [r["step"] for r in scores]
     err = [r["score_error"] for r in scores]
@@ -208,7 +206,7 @@ def plot_potential(run, out, formats, written):
         ax.scatter(maxs[:, 0], maxs[:, 1], marker="^", c="tab:orange", s=25, label="maxima of V")
     ax.set_xlabel("q1")
     ax.set_ylabel("q2")
-    ax.set_title("learned potential V", fontsize=9)
+    ax.set_title("learned potential (V of an NHF, U of hsm)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     fig.text(0.02, -0.02, summary[:150], fontsize=6)
     save(fig, out, "potential", formats, written)

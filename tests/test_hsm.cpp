@@ -128,13 +128,19 @@ double discrepancy(const Eigen::MatrixXd& A, const Eigen::MatrixXd& Sigma, doubl
   return (vx * xx.inverse() * vx.transpose()).trace();
 }
 
-/// A's lower-triangular factor into the quadratic form's slice (log diagonal).
-void set_quadratic(HsmModel<double>& model, std::vector<double>& hp, const Eigen::MatrixXd& A) {
+/// Initial parameters (seed 3) with the quadratic potential set to ½ xᵀAx: A's
+/// lower-triangular factor in the form's slice (log diagonal).
+Vector<double> quadratic_parameters(HsmModel<double>& model, const Eigen::MatrixXd& A) {
+  Vector<double> p("p", model.layout().size());
+  model.initialize(p, 3u);
+  auto hp = to_host(p);
   const ParamSlice& s = model.layout().slice("U.L");
   const Eigen::MatrixXd L = A.llt().matrixL();
   const int D = static_cast<int>(A.rows());
   for (int r = 0; r < D; ++r)
     for (int c = 0; c <= r; ++c) hp[s.offset + r * D + c] = r == c ? std::log(L(r, c)) : L(r, c);
+  Kokkos::deep_copy(p, test::device_vec<double>(hp));
+  return p;
 }
 
 }  // namespace
@@ -196,15 +202,12 @@ TEST(Hsm, FixedForceDiscrepancyMatchesTheGaussianClosedForm) {
   sp.dataset_size = 20000;
   HsmModel<double> model(*tgt, sp, 4096, 7u);
   const std::size_t P = model.layout().size();
-  Vector<double> p("p", P);
-  model.initialize(p, 3u);
-  auto hp = to_host(p);
   Eigen::MatrixXd A(2, 2);
   A << 2.0, 0.7, 0.7, 1.4;
-  set_quadratic(model, hp, A);
-  Kokkos::deep_copy(p, test::device_vec<double>(hp));
+  Vector<double> p = quadratic_parameters(model, A);
+  const double l00 = to_host(p)[model.layout().slice("U.L").offset];
   test::train_groups(model, p, 1500, B, 1e-2, true);
-  EXPECT_EQ(to_host(p)[model.layout().slice("U.L").offset], hp[model.layout().slice("U.L").offset]);  // U fixed
+  EXPECT_EQ(to_host(p)[model.layout().slice("U.L").offset], l00);  // U fixed
   double closed = 0, discrete = 0;
   const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(2, 2);
   for (int s = 1; s <= L; ++s) closed += discrepancy(A, I, s * T / L) / L;
@@ -244,14 +247,9 @@ TEST(Hsm, TrainedQuadraticForceReachesTheInverseCovariance) {
   sp.kernels = 2;
   sp.dataset_size = 20000;
   HsmModel<double> model(*tgt, sp, 256, 7u);
-  const std::size_t P = model.layout().size();
-  Vector<double> p("p", P);
-  model.initialize(p, 3u);
-  auto hp = to_host(p);
   Eigen::MatrixXd A0(2, 2);
   A0 << 1.0, 0.5, 0.5, 3.0;
-  set_quadratic(model, hp, A0);
-  Kokkos::deep_copy(p, test::device_vec<double>(hp));
+  Vector<double> p = quadratic_parameters(model, A0);
   test::train_groups(model, p, 3000, 256, 1e-2, false);
   const auto A = model.quadratic_matrix(p);
   const double target_diag = 1.0 / (sigma * sigma);
@@ -299,13 +297,9 @@ TEST(Hsm, ScoreErrorOfAKnownForce) {
   // the estimate lies within its standard errors, which are calibrated by repeats.
   const auto tgt = gaussian(2, 1.0);
   HsmModel<double> model(*tgt, spec(true, true, 1, 1.0), 1000, 7u);
-  Vector<double> p("p", model.layout().size());
-  model.initialize(p, 3u);
-  auto hp = to_host(p);
   Eigen::MatrixXd A(2, 2);
   A << 1.5, 0.3, 0.3, 0.8;
-  set_quadratic(model, hp, A);
-  Kokkos::deep_copy(p, test::device_vec<double>(hp));
+  const Vector<double> p = quadratic_parameters(model, A);
   const Eigen::MatrixXd E = A - Eigen::MatrixXd::Identity(2, 2);
   const double exact = (E * E).trace() / 2.0;
   const int n = 1000, repeats = 200;

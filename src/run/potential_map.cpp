@@ -14,7 +14,7 @@ std::string PotentialSummary::text() const {
   if (!written) return "";
   char buf[320];
   std::snprintf(buf, sizeof buf,
-                "learned potential V: %d local minima on the grid (%d of %d modes have one within %.2f), %d local maxima "
+                "learned potential: %d local minima on the grid (%d of %d modes have one within %.2f), %d local maxima "
                 "(%d of %d modes)",
                 minima, modes_with_minimum, modes, radius, maxima, modes_with_maximum, modes);
   std::string s = buf;
