@@ -35,11 +35,19 @@ struct HsmImpl {
   TrainingSet data;
   Matrix<T> q, p, a, b, g, eps, tmp;   // B rows of D
   Matrix<T> urows, uadj, uin;          // U's HVP rows (2 B)
-  Matrix<T> xs, vs, vin, vadj, qbar, pbar;  // every state: L B rows
+  Matrix<T> vs, vin, vadj, qbar, pbar;  // every state: L B rows (vin: [x_s, s/L])
   Matrix<double> fd;                   // score(): B rows of D (double)
 
   /// ∇U at n rows x into g.
   void grad_u(const Vector<T>& params, int n, const Rows<const T>& x, const Rows<T>& out);
+  /// V_φ's input rows [x_i, τ] (D + 1 columns) from n rows x (public: CUDA's device lambdas).
+  static void time_rows(int n, int D, const Rows<const T>& x, T tau, const Rows<T>& in) {
+    Kokkos::parallel_for(
+        "bf::hsm_time_rows", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          for (int j = 0; j < D; ++j) in(i, j) = x(i, j);
+          in(i, D) = tau;
+        });
+  }
   /// hu += c ∇²U u, grad += c ∂(u·∇U)/∂θ (grad may be empty).
   void hvp_u(const Vector<T>& params, const Vector<T>& grad, int n, T c, const Rows<const T>& x,
              const Rows<const T>& dir, const Rows<T>& hu);
@@ -116,7 +124,6 @@ HsmImpl<T>::HsmImpl(const Distribution& tgt, const HsmSpec& sp, int max_b, std::
   const std::int64_t rows = static_cast<std::int64_t>(sp.steps) * B;
   wv = v->workspace(static_cast<int>(rows));
   leapfrog = Leapfrog<T>(B, D, sp.steps);
-  xs = Matrix<T>("hsm_states_x", rows, D);
   vs = Matrix<T>("hsm_states_v", rows, D);
   vin = Matrix<T>("hsm_v_in", rows, D + 1);
   vadj = Matrix<T>("hsm_v_adj", rows, D);
@@ -246,26 +253,21 @@ double HsmModel<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad
     return loss;
   }
 
-  // The trajectory, each state kept in rows (s − 1) n … s n − 1 of xs, vs.
+  // The trajectory: state s = 1 … L goes to rows (s − 1) n … s n − 1 of V_φ's input, [x_s, s/L],
+  // and of vs, v_s.
   const int L = m.spec.steps;
   const T h = static_cast<T>(m.spec.time / L);
   const bool theta = force_step(bt.step);
-  const Matrix<T> xs = m.xs, vs = m.vs;
+  const Matrix<T> vs = m.vs;
   detail::HsmHamiltonian<T> H{m, params, theta ? grad : Vector<T>()};
   m.leapfrog.integrate(H, n, q, p, h, theta, [&](int s, const Rows<T>& qs, const Rows<T>& ps) {
     const std::int64_t r0 = static_cast<std::int64_t>(s - 1) * n;
-    Leapfrog<T>::copy(n, D, qs, rows_of<T>(xs, r0, n));
+    detail::HsmImpl<T>::time_rows(n, D, qs, static_cast<T>(static_cast<double>(s) / L), rows_of<T>(m.vin, r0, n));
     Leapfrog<T>::copy(n, D, ps, rows_of<T>(vs, r0, n));
   });
-  // V_φ at every state at once: rows [x_s, s/L].
+  // V_φ at every state at once.
   const std::int64_t rows = static_cast<std::int64_t>(L) * n;
   const Rows<T> in = rows_of<T>(m.vin, 0, rows), adj = rows_of<T>(m.vadj, 0, rows);
-  const int nn = n;
-  Kokkos::parallel_for(
-      "bf::hsm_velocity_rows", Policy(0, rows), KOKKOS_LAMBDA(const std::int64_t r) {
-        for (int j = 0; j < D; ++j) in(r, j) = xs(r, j);
-        in(r, D) = static_cast<T>(static_cast<double>(r / nn + 1) / L);
-      });
   const Rows<const T> out = m.v->forward(params, m.wv, static_cast<int>(rows), 0, Rows<const T>(in));
   // ℓ's terms (‖V‖² − 2V·v)/L and their adjoints with respect to V, (2V − 2v)/L; at a force
   // step also the velocity sources of −ℓ, ∂(−ℓ)/∂v_s = 2V/L.
@@ -363,13 +365,7 @@ std::vector<double> HsmModel<T>::velocity(const Vector<T>& params, const std::ve
   if (n > m.max_batch) throw std::logic_error("hsm velocity: too many points");
   rows_to_device(x, 0, n, m.q);
   const Rows<T> in = rows_of<T>(m.vin, 0, n);
-  const Rows<const T> q = head_rows(m.q, n);
-  const T tau = static_cast<T>(static_cast<double>(s) / m.spec.steps);
-  Kokkos::parallel_for(
-      "bf::hsm_velocity_probe", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        for (int j = 0; j < D; ++j) in(i, j) = q(i, j);
-        in(i, D) = tau;
-      });
+  detail::HsmImpl<T>::time_rows(n, D, head_rows(m.q, n), static_cast<T>(static_cast<double>(s) / m.spec.steps), in);
   const Rows<const T> out = m.v->forward(params, m.wv, n, 0, Rows<const T>(in), false);
   return rows_to_host<T>(out, n);
 }
