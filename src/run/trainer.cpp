@@ -18,6 +18,7 @@
 #include "src/run/trainer.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <iostream>
 
@@ -279,8 +280,13 @@ class Trainer {
     row.update(to_json(ev.global));
     rank_row.update(to_json(ev.local));
     last_eval_ = ev.global;
-    last_ess_ = ev.global.score_model ? "n/a (score error " + fmt_num(ev.global.score_error) + ")"
-                                      : fmt_num(std::round(ev.global.reverse_ess * 1e4) / 1e4);
+    if (ev.global.score_model) {  // no ESS: the score error, to 3 digits
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "n/a (score error %.3g)", ev.global.score_error);
+      last_ess_ = buf;
+    } else {
+      last_ess_ = fmt_num(std::round(ev.global.reverse_ess * 1e4) / 1e4);
+    }
   }
 
   void take_snapshot(std::int64_t s) {
