@@ -560,8 +560,11 @@ std::size_t column(const std::vector<std::string>& header, const std::string& na
 // is a group of its own, a directory without a checkpoint is listed, not grouped.
 TEST(Runner, EvaluateGroupsRunsOverSeeds) {
   const std::string d = test::temp_dir("groups");
+  // One group whatever the white space in a value or how often the runs were evaluated.
+  const char* same[] = {"", " --model.hidden '64, 64'", " --run.eval_every 5"};
   for (int seed : {1, 2, 3}) {
-    auto r = train(1, d + "/r-a" + std::to_string(seed), "--train.steps 10 --run.seed " + std::to_string(seed));
+    auto r = train(1, d + "/r-a" + std::to_string(seed),
+                   "--train.steps 10 --run.seed " + std::to_string(seed) + same[seed - 1]);
     ASSERT_EQ(r.code, 0) << r.output;
   }
   auto r = train(1, d + "/r-b1", "--train.steps 10 --train.lr 0.01");

@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -54,8 +55,17 @@ std::string num(double v) {
 // Keys that say where and how verbosely a run goes, not what it computes:
 // runs that differ only in these still belong to one group.
 bool bookkeeping_key(const std::string& key) {
+  // run.eval_every too: evaluations draw their own samples (common random numbers) and leave the training as it is.
   return key == "run.out" || key == "run.progress" || key == "run.log_every" || key == "run.checkpoint_every" ||
-         key == "run.stop_at";
+         key == "run.stop_at" || key == "run.eval_every";
+}
+
+// A value as written, without its white space: "0.4, 0.6" and "0.4,0.6" are one value.
+std::string without_spaces(const std::string& raw) {
+  std::string out;
+  for (char c : raw)
+    if (!std::isspace(static_cast<unsigned char>(c))) out += c;
+  return out;
 }
 
 // --group-by KEY[,KEY...]: the keys, each a configuration key.
@@ -120,7 +130,7 @@ void write_groups(const std::string& table, const std::vector<std::string>& by,
   auto signature = [&](const Config& c) {
     std::string sig;
     for (const auto& k : config_registry())
-      if (!grouped(k.key) && !bookkeeping_key(k.key)) sig += k.key + "=" + c.raw(k.key) + "\n";
+      if (!grouped(k.key) && !bookkeeping_key(k.key)) sig += k.key + "=" + without_spaces(c.raw(k.key)) + "\n";
     return sig;
   };
   std::vector<std::string> sigs;            // one per group, in order of first appearance
@@ -144,9 +154,9 @@ void write_groups(const std::string& table, const std::vector<std::string>& by,
   std::vector<std::string> differing;
   for (const auto& k : config_registry()) {
     if (grouped(k.key) || bookkeeping_key(k.key) || members.size() < 2) continue;
-    const std::string& v0 = configs[members[0][0]].raw(k.key);
+    const std::string v0 = without_spaces(configs[members[0][0]].raw(k.key));
     for (const auto& m : members)
-      if (configs[m[0]].raw(k.key) != v0) {
+      if (without_spaces(configs[m[0]].raw(k.key)) != v0) {
         differing.push_back(k.key);
         break;
       }
