@@ -27,7 +27,8 @@ std::string usage() {
       "on phi^4 lattices, Gaussian mixtures and a supernova cosmology posterior.\n\ncommands:\n";
   for (const auto& c : commands()) s += "  " + std::string(c.name) + std::string(10 - std::strlen(c.name), ' ') + c.summary + "\n";
   s += "\n'boltzflow <command> --help' gives the options of a command.\n"
-       "Kokkos options (--kokkos-threads=N, --kokkos-device-id=N, ...) are passed to Kokkos.\n"
+       "Kokkos options (--kokkos-num-threads=N with Kokkos 4, --kokkos-threads=N with Kokkos 3,\n"
+       "--kokkos-device-id=N, ...) are passed to Kokkos; one it does not know is an error.\n"
        "Exit codes: 0 success, 1 failure, 2 bad input, 3 stopped by a signal after checkpointing.\n";
   return s;
 }

@@ -510,6 +510,9 @@ TEST(Runner, OutputFilesMustBeNewAndCreatableAndKokkosOptionsAreChecked) {
       {" bench engine --widths 8 --tangents 0 --batch 8 --min-time 0.01 --json " + d + "/keep.json", "exists"},
       {" check --samples 64 --kokkos-threads=x", "in the Kokkos options (--kokkos-threads=x)"},
       {" check --samples 64 '--kokkos-threads<1'", "in the Kokkos options"},
+      {" check --samples 64 --kokkos-num-threads=0", "--kokkos-num-threads=0: the value must be a whole number of at least 1"},
+      {" check --samples 64 --kokkos-device-id=-1", "must be a whole number of at least 0"},
+      {" check --samples 64 --kokkos-no-such-option=3", "not an option of Kokkos"},
   };
   for (const Case& c : cases) {
     const auto out = run(boltzflow(0) + c.args);

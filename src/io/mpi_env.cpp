@@ -15,10 +15,51 @@
 
 namespace bf {
 
+namespace {
+
+/// Whether s is a whole number of at least `least`.
+bool whole_number_at_least(const std::string& s, long long least) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+  return std::stoll(s) >= least;
+}
+
+/// A malformed count or device among the --kokkos-* options, checked before Kokkos sees
+/// them (Kokkos 4 aborts on --kokkos-num-threads=0; 3.4 throws): the reason, or "".
+std::string kokkos_option_problem(const std::vector<std::string>& kokkos_args) {
+  struct Rule {
+    const char* name;
+    long long least;
+  };
+  static const Rule rules[] = {
+      {"--kokkos-num-threads", 1}, {"--kokkos-threads", 1}, {"--kokkos-device-id", 0}, {"--kokkos-numa", 1}};
+  for (const std::string& a : kokkos_args)
+    for (const Rule& r : rules) {
+      const std::string prefix = std::string(r.name) + "=";
+      if (a.rfind(prefix, 0) == 0 && !whole_number_at_least(a.substr(prefix.size()), r.least))
+        return a + ": the value must be a whole number of at least " + std::to_string(r.least);
+    }
+  return "";
+}
+
+[[noreturn]] void kokkos_option_error(int rank, const std::vector<std::string>& kokkos_args, const std::string& why) {
+  if (rank == 0) {
+    std::cerr << "boltzflow: error: in the Kokkos options (";
+    for (std::size_t i = 0; i < kokkos_args.size(); ++i) std::cerr << (i ? " " : "") << kokkos_args[i];
+    std::cerr << "): " << why << "\n";
+  }
+  if (Kokkos::is_initialized()) Kokkos::finalize();
+  MPI_Finalize();
+  std::exit(kExitBadInput);
+}
+
+}  // namespace
+
 Environment::Environment(int& argc, char**& argv, const std::vector<std::string>& kokkos_args) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  const std::string problem = kokkos_option_problem(kokkos_args);
+  if (!problem.empty()) kokkos_option_error(rank_, kokkos_args, problem);
   std::vector<std::string> args{argc > 0 ? argv[0] : "boltzflow"};
   args.insert(args.end(), kokkos_args.begin(), kokkos_args.end());
   std::vector<char*> ptrs;
@@ -28,14 +69,18 @@ Environment::Environment(int& argc, char**& argv, const std::vector<std::string>
   try {
     Kokkos::initialize(kargc, ptrs.data());
   } catch (const std::exception& e) {
-    // A malformed --kokkos-* option (Kokkos throws while parsing them): bad input, not a crash.
-    if (rank_ == 0) {
-      std::cerr << "boltzflow: error: in the Kokkos options (";
-      for (std::size_t i = 0; i < kokkos_args.size(); ++i) std::cerr << (i ? " " : "") << kokkos_args[i];
-      std::cerr << "): " << e.what() << "\n";
-    }
-    MPI_Finalize();
-    std::exit(kExitBadInput);
+    // A malformed --kokkos-* option (Kokkos 3.4 throws while parsing them): bad input, not a crash.
+    kokkos_option_error(rank_, kokkos_args, e.what());
+  }
+  // Kokkos removes the options it takes from the list; one left is one this Kokkos does not
+  // know (Kokkos 4 only warns, and runs as if it had not been given): bad input too.
+  if (kargc > 1) {
+    std::string left;
+    for (int i = 1; i < kargc; ++i) left += std::string(i > 1 ? " " : "") + ptrs[i];
+    kokkos_option_error(rank_, kokkos_args,
+                        "not an option of Kokkos " + std::to_string(KOKKOS_VERSION / 10000) + "." +
+                            std::to_string(KOKKOS_VERSION / 100 % 100) + ": " + left +
+                            " (Kokkos 4 names the thread count --kokkos-num-threads, Kokkos 3 --kokkos-threads)");
   }
   // A multithreaded BLAS under several ranks per node, or beside Kokkos'
   // OpenMP threads, oversubscribes the cores (flows/nn/gemm.hpp).
