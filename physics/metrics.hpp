@@ -30,6 +30,7 @@
 // the sums' order.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -206,7 +207,9 @@ struct Metrics {
 struct ScoreSums {
   double n = 0, a = 0, b = 0, aa = 0, bb = 0, ab = 0;
   static constexpr int kCount = 6;
-  double* data() { return &n; }
+  /// The sums as kCount numbers (for MPI), and back.
+  std::array<double, kCount> pack() const { return {n, a, b, aa, bb, ab}; }
+  static ScoreSums unpack(const double* v) { return ScoreSums{v[0], v[1], v[2], v[3], v[4], v[5]}; }
 };
 /// The sums of F (f: rows of forces) on the target's samples x.
 ScoreSums score_sums(const Distribution& target, const ConstMatrix<double>& x, const ConstMatrix<double>& f);

@@ -34,18 +34,17 @@ Evaluation evaluate_score(const Environment& env, Model<T>& model, const Vector<
     local = merge(local, score_sums(target, xs, fs));
   }
   Kokkos::fence();
-  ScoreSums global = local;
-  MPI_Allreduce(MPI_IN_PLACE, global.data(), ScoreSums::kCount, MPI_DOUBLE, MPI_SUM, env.comm());
+  const auto mine_sums = local.pack();
+  auto sums = mine_sums;
+  MPI_Allreduce(MPI_IN_PLACE, sums.data(), ScoreSums::kCount, MPI_DOUBLE, MPI_SUM, env.comm());
   std::vector<double> all(env.root() ? static_cast<std::size_t>(ScoreSums::kCount) * env.size() : 0);
-  MPI_Gather(local.data(), ScoreSums::kCount, MPI_DOUBLE, all.data(), ScoreSums::kCount, MPI_DOUBLE, 0, env.comm());
+  MPI_Gather(mine_sums.data(), ScoreSums::kCount, MPI_DOUBLE, all.data(), ScoreSums::kCount, MPI_DOUBLE, 0, env.comm());
   Evaluation ev;
   finalize_score(local, ev.local);
-  finalize_score(global, ev.global);
+  finalize_score(ScoreSums::unpack(sums.data()), ev.global);
   for (int r = 0; env.root() && r < env.size(); ++r) {
-    ScoreSums s;
-    std::copy(all.begin() + r * ScoreSums::kCount, all.begin() + (r + 1) * ScoreSums::kCount, s.data());
     ev.per_rank.emplace_back();
-    finalize_score(s, ev.per_rank.back());
+    finalize_score(ScoreSums::unpack(all.data() + static_cast<std::size_t>(r) * ScoreSums::kCount), ev.per_rank.back());
   }
   return ev;
 }
