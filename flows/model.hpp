@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flows/nn/parameters.hpp"
@@ -115,6 +116,25 @@ class Model {
 
   /// The model's learned potential, for the artifacts written after training; none by default.
   virtual LearnedPotential<T>* learned_potential() { return nullptr; }
+
+  /// Optimiser state the model keeps beside the parameters, in double (the Lagrange
+  /// multipliers of a constrained flow and their moving averages): written to the
+  /// checkpoint, restored on resume, rolled back with the in-memory snapshots. Empty: none.
+  virtual std::vector<double> state() const { return {}; }
+  virtual void set_state(const std::vector<double>& s);
+  /// After the update of a step (on every rank, with the same values): the model commits
+  /// what that step's loss_and_grad measured (the multipliers' update). Never called by a
+  /// bare loss_and_grad, so gradient checks see a fixed state.
+  virtual void end_step() {}
+  /// Figures of the last loss_and_grad for the step's row of metrics.jsonl (name, value).
+  virtual std::vector<std::pair<std::string, double>> step_figures() const { return {}; }
+
+  /// Symmetry-constrained flows: the number of generators K of the constraint (0: none), and
+  /// c(i, k) = {g_k, H}(x_i, p_i), the Poisson bracket at the points x with momenta
+  /// p_i ~ N(0, I) from Philox(seed, Purpose::symmetry_momentum, stream, first + i).
+  virtual int symmetry_generators() const { return 0; }
+  virtual void symmetry_bracket(const Vector<T>& params, const ConstMatrix<double>& x, std::uint32_t seed,
+                                std::int64_t stream, std::uint64_t first, const Matrix<double>& c);
 };
 
 }  // namespace bf
@@ -127,6 +147,16 @@ void Model<T>::log_density(const Vector<T>&, const ConstMatrix<double>&, const V
 template <class T>
 void Model<T>::score(const Vector<T>&, const ConstMatrix<double>&, const Matrix<double>&) {
   throw std::logic_error(kind() + ": not a score model");
+}
+template <class T>
+void Model<T>::set_state(const std::vector<double>& s) {
+  if (!s.empty()) throw std::invalid_argument(kind() + ": this model keeps no optimiser state, but " +
+                                              std::to_string(s.size()) + " numbers were given");
+}
+template <class T>
+void Model<T>::symmetry_bracket(const Vector<T>&, const ConstMatrix<double>&, std::uint32_t, std::int64_t,
+                                std::uint64_t, const Matrix<double>&) {
+  throw std::logic_error(kind() + ": no symmetry constraint");
 }
 template <class T>
 void Model<T>::marginal_log_density(const Vector<T>&, const ConstMatrix<double>&, int, std::uint32_t, std::int64_t,

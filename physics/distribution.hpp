@@ -101,6 +101,9 @@ class Distribution {
     double split = 0;  // the two sides whose masses are reported (φ⁴: the barrier between the wells)
   };
   virtual HistogramSpec histogram() const { return {}; }
+  /// Rotation-invariant targets: the index of the observable that is the angle θ, followed
+  /// by cos kθ, sin kθ for k = 1..4 (physics/rings.hpp); −1: none.
+  virtual int angle_observable() const { return -1; }
 
   /// log density, -energy - log Z (requires a known log Z).
   void log_density(const ConstMatrix<double>& x, const Vector<double>& out) const;

@@ -474,6 +474,19 @@ Metrics finalize(const MetricSums& sums, const Distribution& target) {
     if (c < means.size()) m.observables[c].exact_mean = means[c];
     if (c < sds.size()) m.observables[c].exact_sd = sds[c];
   }
+  const int a = target.angle_observable();
+  if (a >= 0 && a + 2 * 4 < static_cast<int>(m.observables.size())) {
+    for (int k = 1; k <= 4; ++k) {
+      const ObservableMoments &c = m.observables[a + 2 * k - 1], &s = m.observables[a + 2 * k];
+      m.angular_moments.push_back(std::hypot(c.mean, s.mean));
+      m.angular_moments_reweighted.push_back(std::hypot(c.mean_reweighted, s.mean_reweighted));
+    }
+    if (m.histogram.observable == names[a] && m.histogram.reference.size() == m.histogram.flow.size()) {
+      double tv = m.histogram.flow_below + m.histogram.flow_above;
+      for (std::size_t b = 0; b < m.histogram.flow.size(); ++b) tv += std::fabs(m.histogram.flow[b] - m.histogram.reference[b]);
+      m.angular_tv = 0.5 * tv;
+    }
+  }
   return m;
 }
 

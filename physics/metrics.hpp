@@ -197,6 +197,20 @@ struct Metrics {
   double score_error = std::numeric_limits<double>::quiet_NaN();
   double score_error_stderr = std::numeric_limits<double>::quiet_NaN();
   double score_norm = std::numeric_limits<double>::quiet_NaN();  // E_π‖∇log π‖²
+  // Rotation-invariant targets (Distribution::angle_observable): |mean e^{ikθ}| of the
+  // flow's samples, plain and importance-reweighted, k = 1..4 (0 under invariance; the
+  // noise level of n samples is 1/√n), and the total variation of the angle's histogram
+  // from the uniform (its noise level about √(bins/2πn)).
+  std::vector<double> angular_moments, angular_moments_reweighted;
+  double angular_tv = std::numeric_limits<double>::quiet_NaN();
+  // Phase-space flows on a target with exact samples: the held-out log-likelihood
+  // E_π log q̂_K(y) (the importance-weighted ELBO over K momenta at fresh exact samples, a
+  // lower bound on E_π log q(y) rising with K) and its standard error.
+  double test_log_likelihood = std::numeric_limits<double>::quiet_NaN();
+  double test_log_likelihood_stderr = std::numeric_limits<double>::quiet_NaN();
+  // Symmetry-constrained flows: E[c_k²], c_k = {g_k, H}(y, p), y exact target samples (the
+  // flow's where the target has none), p ~ N(0, I), per generator, with standard errors.
+  std::vector<double> symmetry_constraint, symmetry_constraint_stderr;
 };
 
 /// A learned force F against the target's score on exact samples x ~ π: per sample

@@ -29,6 +29,8 @@ enum class Purpose : std::uint32_t {
   marginal_momentum = 12,  // NHF marginal estimate: the K momenta per sample
   path_time = 13,       // Hamiltonian generative flow: the time of each sample on its path
   path_noise = 14,      // Hamiltonian generative flow: the path's noise ε
+  invariance_check = 15,  // symmetry: the prior's samples its invariance is checked at
+  symmetry_momentum = 16, // symmetry constraint: the momenta p of the bracket {g, H}(q, p)
   test = 100,           // tests
 };
 

@@ -6,7 +6,8 @@ namespace bf {
 
 const std::vector<std::string>& target_names() {
   static const std::vector<std::string> names{"gmm4", "gmm2asym", "gmm9", "gmm",
-                                              "phi4", "phi4-dw", "phi4-general", "supernova"};
+                                              "phi4", "phi4-dw", "phi4-general", "supernova",
+                                              "ring",  "o2-phi4"};
   return names;
 }
 
@@ -34,6 +35,8 @@ std::unique_ptr<Distribution> make_target(const TargetSpec& spec) {
     p.preset = spec.name;
     return std::make_unique<Phi4>(p);
   }
+  if (spec.name == "ring") return std::make_unique<RingMixture>(spec.weights, spec.radii, spec.widths);
+  if (spec.name == "o2-phi4") return std::make_unique<O2Phi4>(spec.phi4.shape, spec.phi4.m, spec.phi4.lambda);
   if (spec.name == "supernova") return std::make_unique<Supernova>(spec.quadrature_grid);
   std::string known;
   for (const auto& n : target_names()) known += (known.empty() ? "" : ", ") + n;

@@ -81,6 +81,83 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
   zd = Matrix<double>("nhf_z", B, D);
   term = Vector<double>("nhf_marginal_term", B);
   if (sp.elbo) data = TrainingSet(tgt, sp.dataset_size, sp.epochs, seed, B);
+  if (!sp.symmetry.empty()) {
+    if (sp.symmetry.dim != D) throw std::invalid_argument("nhf: the symmetry generators' dimension differs from the target's");
+    require_invariant_prior(*prior, sp.symmetry);
+    if (!(sp.symmetry_tolerance >= 0) || !(sp.symmetry_rate >= 0))
+      throw std::invalid_argument("nhf: the symmetry tolerance and rate must be non-negative");
+    ngen = sp.symmetry.count();
+    gen = Matrix<T>("nhf_generators", static_cast<std::size_t>(ngen) * D, D);
+    auto hg = Kokkos::create_mirror_view(gen);
+    for (int k = 0; k < ngen; ++k)
+      for (int r = 0; r < D; ++r)
+        for (int c = 0; c < D; ++c) hg(k * D + r, c) = static_cast<T>(sp.symmetry.b[k][static_cast<std::size_t>(r) * D + c]);
+    Kokkos::deep_copy(gen, hg);
+    for (Matrix<T>* mm : {&spm, &sgv, &sgk, &suq, &sup, &shu}) *mm = Matrix<T>("nhf_symmetry_rows", B, D);
+    sc = Matrix<T>("nhf_bracket", B, ngen);
+    lam = Vector<T>("nhf_lambda", ngen);
+    lambda.assign(ngen, 1.0);
+    cma.assign(ngen, 0.0);
+    pending.assign(ngen, 0.0);
+  }
+}
+
+template <class T>
+void detail::NhfImpl<T>::bracket(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<const T>& q,
+                                 double* csum) {
+  const int D = dim, K = ngen;
+  const Rows<T> p = head_rows(spm, n), gv = head_rows(sgv, n), gk = head_rows(sgk, n), uq = head_rows(suq, n),
+                up = head_rows(sup, n), c = head_rows(sc, n);
+  NhfHamiltonian<T> H{*this, params, grad};
+  H.grad_v(n, q, gv);
+  H.grad_k(n, p, gk);
+  const Matrix<T> B = gen;
+  const Vector<T> l = lam;
+  const bool with_grad = grad.extent(0) > 0;
+  // c_k = Σ_r (B_kᵀp)_r ∂_r K − (B_k q)_r ∂_r V; the HVP directions Σ_k 2λ_k c_k (B_kᵀp) and −Σ_k 2λ_k c_k (B_k q).
+  Kokkos::parallel_for(
+      "bf::nhf_bracket", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        for (int r = 0; r < D; ++r) {
+          uq(i, r) = T(0);
+          up(i, r) = T(0);
+        }
+        for (int k = 0; k < K; ++k) {
+          T ck = T(0);
+          for (int r = 0; r < D; ++r) {
+            T btp = T(0), bq = T(0);
+            for (int s = 0; s < D; ++s) {
+              btp += B(k * D + s, r) * p(i, s);
+              bq += B(k * D + r, s) * q(i, s);
+            }
+            ck += btp * gk(i, r) - bq * gv(i, r);
+          }
+          c(i, k) = ck;
+          if (!with_grad) continue;
+          const T a = T(2) * l(k) * ck;
+          for (int r = 0; r < D; ++r) {
+            T btp = T(0), bq = T(0);
+            for (int s = 0; s < D; ++s) {
+              btp += B(k * D + s, r) * p(i, s);
+              bq += B(k * D + r, s) * q(i, s);
+            }
+            up(i, r) += a * btp;
+            uq(i, r) -= a * bq;
+          }
+        }
+      });
+  for (int k = 0; k < K; ++k) {
+    double s = 0;
+    Kokkos::parallel_reduce(
+        "bf::nhf_bracket_sum", Policy(0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, double& acc) { acc += static_cast<double>(c(i, k)) * static_cast<double>(c(i, k)); },
+        s);
+    csum[k] += s;
+  }
+  if (!with_grad) return;
+  const Rows<T> hu = head_rows(shu, n);
+  Kokkos::deep_copy(Kokkos::subview(shu, std::make_pair(0, n), Kokkos::ALL()), T(0));  // H u is not used
+  H.hvp_v(n, T(1), q, uq, hu);
+  H.hvp_k(n, T(1), p, up, hu);
 }
 
 template <class T>
@@ -154,6 +231,9 @@ std::string NhfFlow<T>::description() const {
   os << " (" << activation_name(sp.activation) << "), leapfrog L = " << sp.steps << ", T = " << sp.time
      << ", prior " << m_->prior->description() << "; loss "
      << (sp.elbo ? "ELBO on " + std::to_string(sp.dataset_size) + " exact samples" : std::string("reverse KL"));
+  if (!sp.symmetry.empty())
+    os << ", symmetry " << sp.symmetry.name << " (" << sp.symmetry.count() << " generator(s), E[{g, H}^2] <= "
+       << sp.symmetry_tolerance << ", GECO rate " << sp.symmetry_rate << ")";
   return os.str();
 }
 
@@ -164,7 +244,7 @@ void NhfFlow<T>::initialize(const Vector<T>& params, std::uint32_t seed) const {
 
 template <class T>
 double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad, const BatchRef& bref,
-                                 const Collective&) {
+                                 const Collective& coll) {
   detail::NhfImpl<T>& m = *m_;
   const int n = bref.count, D = m.dim;
   if (n > m.max_batch) throw std::logic_error("nhf: batch larger than the workspace");
@@ -178,6 +258,22 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
     gather_selected<T>(m.data, n, q);
   } else {
     m.draw_prior(bref.seed, Purpose::base_sample, bref.step, bref.first, n);
+  }
+  // The symmetry penalty at the batch's start positions, with momenta of its own.
+  double penalty = 0;
+  if (m.ngen > 0) {
+    const int K = m.ngen;
+    standard_normals<T>(bref.seed, Purpose::symmetry_momentum, bref.step, bref.first, n, D, m.spm);
+    auto hl = Kokkos::create_mirror_view(m.lam);
+    for (int k = 0; k < K; ++k) hl(k) = static_cast<T>(m.lambda[k]);
+    Kokkos::deep_copy(m.lam, hl);
+    std::vector<double> cs(K, 0.0);
+    m.bracket(params, grad, n, q, cs.data());
+    const double kappa = m.spec.symmetry_tolerance;
+    for (int k = 0; k < K; ++k) penalty += static_cast<double>(hl(k)) * (cs[k] - n * kappa);
+    coll.sum(cs.data(), K);
+    for (int k = 0; k < K; ++k) m.pending[k] = cs[k] / static_cast<double>(bref.global) - kappa;
+    m.has_pending = true;
   }
   standard_normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, m.eps);
   m.encode(params, n, q, mu, sig);
@@ -224,7 +320,108 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   });
   // The encoder's context is from encode() above: the leapfrog runs only V and K.
   m.encode_reverse(params, grad, n, mubar, sigbar);
-  return loss;
+  return loss + penalty;
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::state() const {
+  const detail::NhfImpl<T>& m = *m_;
+  if (m.ngen == 0) return {};
+  std::vector<double> s = m.lambda;
+  s.insert(s.end(), m.cma.begin(), m.cma.end());
+  s.push_back(m.started ? 1.0 : 0.0);
+  return s;
+}
+
+template <class T>
+void NhfFlow<T>::set_state(const std::vector<double>& s) {
+  detail::NhfImpl<T>& m = *m_;
+  const std::size_t K = static_cast<std::size_t>(m.ngen);
+  if (s.size() != (K == 0 ? 0 : 2 * K + 1))
+    throw std::invalid_argument("nhf: the optimiser state has " + std::to_string(s.size()) + " numbers, the model " +
+                                std::to_string(K == 0 ? 0 : 2 * K + 1) + " (symmetry constraint with " +
+                                std::to_string(K) + " generators)");
+  if (K == 0) return;
+  m.lambda.assign(s.begin(), s.begin() + K);
+  m.cma.assign(s.begin() + K, s.begin() + 2 * K);
+  m.started = s[2 * K] != 0.0;
+  m.has_pending = false;
+}
+
+template <class T>
+void NhfFlow<T>::end_step() {
+  detail::NhfImpl<T>& m = *m_;
+  if (m.ngen == 0 || !m.has_pending) return;
+  for (int k = 0; k < m.ngen; ++k) {
+    m.cma[k] = m.started ? 0.99 * m.cma[k] + 0.01 * m.pending[k] : m.pending[k];
+    m.lambda[k] = std::fmin(1e6, std::fmax(1e-6, m.lambda[k] * std::exp(m.spec.symmetry_rate * m.cma[k])));
+  }
+  m.started = true;
+  m.has_pending = false;
+}
+
+template <class T>
+std::vector<std::pair<std::string, double>> NhfFlow<T>::step_figures() const {
+  const detail::NhfImpl<T>& m = *m_;
+  std::vector<std::pair<std::string, double>> f;
+  const double kappa = m.spec.symmetry_tolerance;
+  for (int k = 0; k < m.ngen; ++k) {
+    const std::string sfx = m.ngen > 1 ? "_" + std::to_string(k) : "";
+    f.emplace_back("symmetry_lambda" + sfx, m.lambda[k]);
+    f.emplace_back("symmetry_constraint" + sfx, m.pending[k] + kappa);
+    f.emplace_back("symmetry_constraint_ma" + sfx, m.cma[k] + kappa);
+  }
+  return f;
+}
+
+template <class T>
+int NhfFlow<T>::symmetry_generators() const {
+  return m_->ngen;
+}
+
+template <class T>
+void NhfFlow<T>::symmetry_bracket(const Vector<T>& params, const ConstMatrix<double>& x, std::uint32_t seed,
+                                  std::int64_t stream, std::uint64_t first, const Matrix<double>& c) {
+  detail::NhfImpl<T>& m = *m_;
+  if (m.ngen == 0) throw std::logic_error("nhf: no symmetry constraint");
+  const int D = m.dim, K = m.ngen, total = static_cast<int>(x.extent(0));
+  for (int c0 = 0; c0 < total; c0 += m.max_batch) {
+    const int n = std::min(m.max_batch, total - c0);
+    const Rows<T> q = head_rows(m.q, n);
+    for_each_element("bf::nhf_bracket_x", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+      q(i, j) = static_cast<T>(x(c0 + i, j));
+    });
+    standard_normals<T>(seed, Purpose::symmetry_momentum, stream, first + static_cast<std::uint64_t>(c0), n, D, m.spm);
+    std::vector<double> unused(K, 0.0);
+    m.bracket(params, Vector<T>(), n, q, unused.data());
+    const Matrix<T> sc = m.sc;
+    for_each_element("bf::nhf_bracket_out", n, K, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t k) {
+      c(c0 + i, k) = static_cast<double>(sc(i, k));
+    });
+  }
+}
+
+template <class T>
+std::vector<double> NhfFlow<T>::kinetic(const Vector<T>& params, const std::vector<double>& points) {
+  detail::NhfImpl<T>& m = *m_;
+  const int D = m.dim, n = static_cast<int>(points.size()) / D;
+  if (n > m.max_batch) throw std::logic_error("nhf kinetic: too many points");
+  rows_to_device(points, 0, n, m.p);
+  std::vector<double> out(n);
+  if (m.k) {
+    const Rows<const T> kv = m.k->forward(params, m.wk, n, 0, rows_of<const T>(m.p, 0, n), false);
+    auto hk = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), kv);
+    for (int i = 0; i < n; ++i) out[i] = static_cast<double>(hk(i, 0));
+    return out;
+  }
+  const std::vector<double> M = quadratic_form_matrix<T>(params, m.mass);
+  for (int i = 0; i < n; ++i) {
+    double s = 0;
+    for (int r = 0; r < D; ++r)
+      for (int c = 0; c < D; ++c) s += 0.5 * points[i * D + r] * M[r * D + c] * points[i * D + c];
+    out[i] = s;
+  }
+  return out;
 }
 
 template <class T>

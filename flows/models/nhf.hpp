@@ -20,6 +20,21 @@
 // both with E[w] = Z; sample() reports log q := −f(q_T) − log w, so the metric
 // suite applies unchanged.
 //
+// Equivariant Hamiltonian flows (Rezende, Racanière, Higgins & Toth 2019): with
+// linear symmetry generators g_k = pᵀB_k q (physics/symmetry.hpp) the loss gains
+// the constraint penalty Σ_k λ_k (E[c_k²] − κ), c_k = {g_k, H} = (B_kᵀp)·∇K(p) −
+// (B_k q)·∇V(q), on the batch's own start positions (the data for elbo, the
+// prior's draws for reverse_kl) with fresh momenta p ~ N(0, I). If every c_k and
+// {g_k, π0} vanish, the flow is equivariant and its density invariant (their
+// Lemma 1). θ-gradient: 2 λ_k c_k ∂c_k/∂θ, which is one HVP pass of each network
+// with u = Σ_k 2λ_k c_k B_kᵀp (K) and −Σ_k 2λ_k c_k B_k q (V) (the positions and
+// momenta carry no gradient). λ by the GECO update (Rezende & Viola 2018):
+//   Ĉ_k = E_batch[c_k²] − κ (over the global batch), C_ma ← 0.99 C_ma + 0.01 Ĉ
+//   (C_ma starts at the first Ĉ), λ_k ← λ_k exp(η C_ma), λ_k ∈ [1e−6, 1e6], λ₀ = 1.
+// The seed's equation is garbled at this point; this form is a reconstruction.
+// GECO's loss λ(Ĉ + stopgrad(C_ma − Ĉ)) has the gradient used here; the loss
+// reported is −ELBO (or the reverse KL) + Σ λ_k Ĉ_k, whose gradient it is.
+//
 // Gradients: the exact discrete adjoint of the Leapfrog (flows/integrators/leapfrog.hpp).
 // The states of the forward pass (L + 1 positions and L half-kick momenta:
 // O(L B D) numbers, no network activations) are stored. The forward pass takes ∇V and ∇K by
@@ -34,6 +49,7 @@
 
 #include "flows/nn/mlp.hpp"
 #include "flows/model.hpp"
+#include "physics/symmetry.hpp"
 
 namespace bf {
 
@@ -59,6 +75,10 @@ struct NhfSpec {
   // point is used once per epoch (Souveton et al.'s training). Needs the global
   // batch to be at most the data set.
   bool epochs = false;
+  // The symmetry constraint (empty generators: none): κ and the GECO rate η.
+  Generators symmetry;
+  double symmetry_tolerance = 0;
+  double symmetry_rate = 0;
 };
 
 template <class T>
@@ -100,6 +120,19 @@ class NhfFlow final : public Model<T>, public LearnedPotential<T> {
   /// Runs the leapfrog on host points (n x D positions and momenta) with dt (sign: direction);
   /// for tests of reversibility and volume preservation.
   void leapfrog(const Vector<T>& params, std::vector<double>& q, std::vector<double>& p, double dt);
+
+  /// The constraint's state: λ_1..K, C_ma 1..K, and whether C_ma has started (1/0).
+  std::vector<double> state() const override;
+  void set_state(const std::vector<double>& s) override;
+  /// The GECO update with the Ĉ of the last loss_and_grad.
+  void end_step() override;
+  /// symmetry_lambda, symmetry_constraint (the batch's E[c²]), symmetry_constraint_ma (C_ma + κ); _k suffixed if K > 1.
+  std::vector<std::pair<std::string, double>> step_figures() const override;
+  int symmetry_generators() const override;
+  void symmetry_bracket(const Vector<T>& params, const ConstMatrix<double>& x, std::uint32_t seed,
+                        std::int64_t stream, std::uint64_t first, const Matrix<double>& c) override;
+  /// K at n host points (rows of D numbers; the MLP or ½pᵀMp), for tests.
+  std::vector<double> kinetic(const Vector<T>& params, const std::vector<double>& points);
 
   const NhfSpec& spec() const;
   /// The data-set rows (elbo) the samples of `batch` start from, as the loss draws them.

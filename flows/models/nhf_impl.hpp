@@ -32,6 +32,17 @@ struct NhfImpl {
   Matrix<T> q, p, a, b, tmp, mu_v, sig_v, eps, enc_in, mu_bar;
   Vector<T> e, e2;
   Vector<double> term;  // marginal estimate: one term log M/r per (sample, momentum) pair
+  // The symmetry constraint: generators (K x D rows of D), the bracket's momenta, ∇V, ∇K,
+  // the HVP directions and a scratch H u; c per sample and generator; λ on the device.
+  int ngen = 0;
+  Matrix<T> gen, spm, sgv, sgk, suq, sup, shu, sc;
+  Vector<T> lam;
+  std::vector<double> lambda, cma, pending;  // GECO state; pending: the last batch's Ĉ
+  bool started = false, has_pending = false;
+
+  /// c(i, k) = {g_k, H}(q_i, p_i) into sc for n rows of q with the momenta in spm; with
+  /// grad non-empty also adds Σ_i Σ_k 2 λ_k c_ik ∂c_ik/∂θ (λ from lam). csum[k] += Σ_i c_ik².
+  void bracket(const Vector<T>& params, const Vector<T>& grad, int n, const Rows<const T>& q, double* csum);
 
   /// Encoder at rows x: μ and σ into mu_out, sigma_out (the input copied: the reverse needs it).
   void encode(const Vector<T>& params, int n, const Rows<const T>& x, const Rows<T>& mu_out, const Rows<T>& sigma_out);

@@ -422,6 +422,7 @@ int cmd_evaluate(Environment& env, const std::vector<std::string>& args) {
   if (!ev.global.observables.empty()) os << "\nobservables (flow samples; importance-reweighted; exact where known):\n"
                                          << observables_text(ev.global);
   if (!ev.global.estimators.empty()) os << "\n" << estimators_text(ev.global);
+  if (!symmetry_text(ev.global).empty()) os << "\n" << symmetry_text(ev.global);
   if (!ev.global.histogram.empty())
     os << "\nhistogram ('#' the flow's samples, '|' " << ev.global.histogram.reference_name << "):\n"
        << ev.global.histogram.text();

@@ -331,6 +331,42 @@ std::string observables_text(const Metrics& m) {
   return out;
 }
 
+std::string symmetry_text(const Metrics& m) {
+  std::string out;
+  char buf[512];
+  if (std::isfinite(m.test_log_likelihood)) {
+    std::snprintf(buf, sizeof buf,
+                  "held-out log-likelihood E log q_K(y) = %.6g +- %.3g (fresh exact samples, K = %d momenta; a lower "
+                  "bound rising with K)\n",
+                  m.test_log_likelihood, m.test_log_likelihood_stderr, m.momentum_samples);
+    out += buf;
+  }
+  if (!m.angular_moments.empty()) {
+    out += "angular moments |mean exp(i k theta)|, k = 1..4:";
+    for (double a : m.angular_moments) out += " " + fmt_num(a);
+    out += " (reweighted:";
+    for (double a : m.angular_moments_reweighted) out += " " + fmt_num(a);
+    std::snprintf(buf, sizeof buf, "); 0 under rotation invariance, noise level 1/sqrt(n) = %.3g\n",
+                  m.samples > 0 ? 1.0 / std::sqrt(static_cast<double>(m.samples)) : std::nan(""));
+    out += buf;
+  }
+  if (std::isfinite(m.angular_tv)) {
+    const double bins = static_cast<double>(m.histogram.flow.size());
+    std::snprintf(buf, sizeof buf,
+                  "angle histogram: total variation from the uniform over %d bins = %.4g (noise level "
+                  "sqrt(bins / 2 pi n) = %.3g)\n",
+                  static_cast<int>(bins), m.angular_tv,
+                  m.samples > 0 ? std::sqrt(bins / (2.0 * kPi * static_cast<double>(m.samples))) : std::nan(""));
+    out += buf;
+  }
+  for (std::size_t k = 0; k < m.symmetry_constraint.size(); ++k) {
+    std::snprintf(buf, sizeof buf, "symmetry constraint E[{g_%zu, H}^2] = %.4g +- %.2g\n", k,
+                  m.symmetry_constraint[k], m.symmetry_constraint_stderr[k]);
+    out += buf;
+  }
+  return out;
+}
+
 Json to_json(const Metrics& m) {
   Json j = Json::object();
   if (m.score_model) {  // a score model has none of the sampler's figures
@@ -371,6 +407,20 @@ Json to_json(const Metrics& m) {
   j["mode_weights"] = Json(m.mode_weights);
   j["samples"] = static_cast<long long>(m.samples);
   j["non_finite_samples"] = static_cast<long long>(m.non_finite_samples);
+  if (std::isfinite(m.test_log_likelihood)) {
+    j["test_log_likelihood"] = m.test_log_likelihood;
+    j["test_log_likelihood_stderr"] = m.test_log_likelihood_stderr;
+  }
+  if (!m.angular_moments.empty()) {
+    j["angular_moments"] = Json(m.angular_moments);
+    j["angular_moments_reweighted"] = Json(m.angular_moments_reweighted);
+  }
+  if (std::isfinite(m.angular_tv)) j["angular_tv"] = m.angular_tv;
+  if (!m.symmetry_constraint.empty()) {
+    j["symmetry_constraint"] = m.symmetry_constraint.size() == 1 ? Json(m.symmetry_constraint[0]) : Json(m.symmetry_constraint);
+    j["symmetry_constraint_stderr"] =
+        m.symmetry_constraint.size() == 1 ? Json(m.symmetry_constraint_stderr[0]) : Json(m.symmetry_constraint_stderr);
+  }
   if (!m.observables.empty()) {
     Json obs = Json::object();
     for (const auto& o : m.observables) {

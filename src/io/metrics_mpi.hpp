@@ -45,4 +45,9 @@ std::string estimators_cell(const Metrics& m);
 /// Lines "  name  mean +- sd (reweighted ...; exact ...)" for the observables.
 std::string observables_text(const Metrics& m);
 
+/// The symmetry figures, a line each where present: the held-out log-likelihood, the
+/// angular moments and the angle histogram's TV from the uniform (with their noise
+/// levels), the constraint E[{g, H}²]. Empty if none applies.
+std::string symmetry_text(const Metrics& m);
+
 }  // namespace bf

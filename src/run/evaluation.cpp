@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "src/io/hdf5_util.hpp"
 #include "src/io/metrics_mpi.hpp"
@@ -12,6 +14,63 @@
 namespace bf {
 
 namespace {
+
+/// Sums of the evaluation's figures outside MetricSums: the held-out log-likelihood
+/// (n, Σ ℓ, Σ ℓ²) and per generator Σ c², Σ c⁴ over n_c points; plain sums, so ranks add.
+struct ExtraSums {
+  explicit ExtraSums(int generators) : g(generators), v(4 + 2 * static_cast<std::size_t>(generators), 0.0) {}
+  int g;
+  std::vector<double> v;  // n_ll, Σℓ, Σℓ², n_c, Σc²_k, Σc⁴_k
+
+  void add_log_likelihood(const Vector<double>& l) {
+    double s1 = 0, s2 = 0;
+    Kokkos::parallel_reduce(
+        "bf::eval_ll", Policy(0, l.extent(0)),
+        KOKKOS_LAMBDA(const std::int64_t i, double& a, double& b) {
+          a += l(i);
+          b += l(i) * l(i);
+        },
+        s1, s2);
+    v[0] += static_cast<double>(l.extent(0));
+    v[1] += s1;
+    v[2] += s2;
+  }
+  void add_bracket(const Matrix<double>& c) {
+    v[3] += static_cast<double>(c.extent(0));
+    for (int k = 0; k < g; ++k) {
+      double s2 = 0, s4 = 0;
+      Kokkos::parallel_reduce(
+          "bf::eval_bracket", Policy(0, c.extent(0)),
+          KOKKOS_LAMBDA(const std::int64_t i, double& a, double& b) {
+            const double c2 = c(i, k) * c(i, k);
+            a += c2;
+            b += c2 * c2;
+          },
+          s2, s4);
+      v[4 + k] += s2;
+      v[4 + g + k] += s4;
+    }
+  }
+  void reduce(MPI_Comm comm) {
+    MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, comm);
+  }
+  /// mean and standard error of the mean from n, Σx, Σx².
+  static std::pair<double, double> mean_se(double n, double s1, double s2) {
+    if (!(n > 0)) return {std::nan(""), std::nan("")};
+    const double mean = s1 / n, var = n > 1 ? std::fmax(0.0, (s2 - n * mean * mean) / (n - 1)) : std::nan("");
+    return {mean, std::sqrt(var / n)};
+  }
+  void finalize(Metrics& m) const {
+    if (v[0] > 0) std::tie(m.test_log_likelihood, m.test_log_likelihood_stderr) = mean_se(v[0], v[1], v[2]);
+    m.symmetry_constraint.clear();
+    m.symmetry_constraint_stderr.clear();
+    for (int k = 0; k < g && v[3] > 0; ++k) {
+      const auto [mean, se] = mean_se(v[3], v[4 + k], v[4 + g + k]);
+      m.symmetry_constraint.push_back(mean);
+      m.symmetry_constraint_stderr.push_back(se);
+    }
+  }
+};
 
 /// A score model's figures: its force against ∇log π on `samples` exact samples of the
 /// target (the evaluation's common random numbers: Purpose::target_sample, step 0, by
@@ -67,6 +126,11 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   // samples (momentum stream 0) and at the exact target samples (stream 1).
   const int K = model.phase_space() ? std::max(0, momentum_samples) : 0;
   Vector<double> lm("eval_log_q_marginal", K > 0 ? x.extent(0) : 0);
+  // Sums beside the metric suite's (ExtraSums): the held-out log-likelihood at the exact
+  // samples, and the symmetry bracket's E[c²] (the third stream of its momenta).
+  const int G = model.symmetry_generators();
+  Matrix<double> cb("eval_bracket", G > 0 ? x.extent(0) : 0, std::max(G, 1));
+  ExtraSums extra(G);
   MetricSums local;
   bool first_chunk = true;
   for (long long c0 = 0; c0 < mine.count() || first_chunk; c0 += chunk) {
@@ -87,6 +151,7 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
       if (n > 0) {
         target.sample(seed, Purpose::target_sample, 0, first, xv);
         model.marginal_log_density(params, xv, K, seed, 1, first, lmv);
+        extra.add_log_likelihood(lmv);
       }
       add_marginal_sums(s, target, xv, lmv, K, true);
     }
@@ -97,6 +162,12 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
       }
       add_forward_sums(s, target, xv, lv);
     }
+    if (G > 0 && n > 0) {  // at exact samples if the target has them (else xv still holds the flow's)
+      if (target.has_sampler()) target.sample(seed, Purpose::target_sample, 0, first, xv);
+      const Matrix<double> cv = Kokkos::subview(cb, std::make_pair(0LL, n), Kokkos::ALL());
+      model.symmetry_bracket(params, xv, seed, 2, first, cv);
+      extra.add_bracket(cv);
+    }
     local = first_chunk ? s : merge(local, s);
     first_chunk = false;
     if (n <= 0) break;
@@ -106,6 +177,9 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   ev.local = finalize(local, target);
   ev.global = finalize(allreduce(local, env.comm()), target);
   for (const auto& s : gather_to_root(local, env.comm())) ev.per_rank.push_back(finalize(s, target));
+  extra.finalize(ev.local);
+  extra.reduce(env.comm());
+  extra.finalize(ev.global);
   ev.local.phase_space = ev.global.phase_space = model.phase_space();
   for (auto& m : ev.per_rank) m.phase_space = model.phase_space();
   return ev;

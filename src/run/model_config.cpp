@@ -48,6 +48,8 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
   const ModelSettings& m = cfg.model;
   const std::string& kind = m.kind;
   const std::string& loss = cfg.train.loss;
+  if (kind != "nhf" && m.symmetry != "none")
+    throw InputError("model.symmetry = " + m.symmetry + " needs model.kind = nhf (the constraint is on its Hamiltonian)");
   try {
     if (kind == "affine") {
       if (loss != "reverse_kl")
@@ -87,6 +89,9 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
       s.elbo = loss == "elbo";
       s.dataset_size = static_cast<int>(cfg.train.dataset_size);
       s.epochs = epoch_minibatches(cfg, s.elbo);
+      s.symmetry = make_generators(m.symmetry, target.dim());
+      s.symmetry_tolerance = m.symmetry_tolerance;
+      s.symmetry_rate = m.symmetry_rate;
       return std::make_unique<NhfFlow<T>>(target, make_base(cfg.base, target.dim()), s, max_batch,
                                           static_cast<std::uint32_t>(cfg.run.seed));
     }

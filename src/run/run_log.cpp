@@ -128,6 +128,10 @@ std::string run_summary(const Metrics& m, long long steps, double wall, long lon
     os << "  WARNING: " << m.non_finite_samples << " of " << samples
        << " samples are NaN or infinite; hausdorff and mode coverage leave them out\n";
   if (!m.observables.empty()) os << "  observables:\n" << observables_text(m);
+  {
+    std::istringstream in(symmetry_text(m));
+    for (std::string line; std::getline(in, line);) os << "  " << line << "\n";
+  }
   if (!m.estimators.empty()) {
     std::istringstream in(estimators_text(m));
     for (std::string line; std::getline(in, line);) os << "  " << line << "\n";

@@ -140,6 +140,9 @@ struct ModelSettings {
   double sigma_v{};
   double path_time{};
   std::string potential{};
+  std::string symmetry{};
+  double symmetry_tolerance{};
+  double symmetry_rate{};
   std::string precision{};
 
   template <class V>
@@ -191,6 +194,15 @@ struct ModelSettings {
        "hsm: the potential U of the force F = -grad U: an MLP (network) or 1/2 x^T A x with A = L L^T trained "
        "(quadratic; Gaussian targets)",
        {"network", "quadratic"});
+    v(&ModelSettings::symmetry, "model.symmetry", K::String, "none",
+       "nhf: a symmetry the Hamiltonian is constrained to commute with (Rezende et al.'s equivariant Hamiltonian "
+       "flows): none, so2 (rotations of the plane), o2_lattice (the global rotation of a two-component field, "
+       "coordinates interleaved per site), or matrix:FILE (antisymmetric D x D generators B, row-major, "
+       "whitespace-separated; g = p^T B q). The prior must be invariant (base.kind = gauss, or gengauss with power 2)");
+    v(&ModelSettings::symmetry_tolerance, "model.symmetry_tolerance", K::Real, "0.01",
+       "nhf symmetry: kappa, the constraint E[{g, H}^2] <= kappa", {}, 0, 1e300);
+    v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "0.01",
+       "nhf symmetry: eta of the GECO multiplier update lambda <- lambda exp(eta C_ma)", {}, 0, 1e6);
     v(&ModelSettings::precision, "model.precision", K::Choice, "float", "floating-point precision of parameters and networks",
        {"double", "float"});
   }
@@ -244,6 +256,7 @@ struct TargetSettings {
   std::vector<double> weights{};
   std::vector<double> means{};
   std::vector<double> widths{};
+  std::vector<double> radii{};
   std::vector<long long> shape{};
   std::optional<double> m{};
   std::optional<double> lambda{};
@@ -259,17 +272,19 @@ struct TargetSettings {
     using K = KeyType;
     v(&TargetSettings::name, "target.name", K::Choice, "gmm4",
        "target density: Gaussian mixture presets, a mixture given in full (gmm), phi^4 presets, the "
-       "supernova posterior",
-       {"gmm4", "gmm2asym", "gmm9", "gmm", "phi4", "phi4-dw", "phi4-general", "supernova"});
+       "supernova posterior, concentric rings in the plane (ring: exp(-(|x| - R)^2 / 2 s^2), or a mixture), the "
+       "two-component O(2) phi^4 field (o2-phi4)",
+       {"gmm4", "gmm2asym", "gmm9", "gmm", "phi4", "phi4-dw", "phi4-general", "supernova", "ring", "o2-phi4"});
     v(&TargetSettings::dim, "target.dim", K::Int, "", "gmm: dimension of the mixture", {}, 1, 1e6);
-    v(&TargetSettings::weights, "target.weights", K::RealList, "", "gmm: component weights (normalised), e.g. '0.5, 0.5'", {}, 1e-300, 1e300);
+    v(&TargetSettings::weights, "target.weights", K::RealList, "", "gmm, ring: component weights (normalised; ring unset: equal), e.g. '0.5, 0.5'", {}, 1e-300, 1e300);
     v(&TargetSettings::means, "target.means", K::RealList, "", "gmm: component means, component after component (K x dim numbers)");
-    v(&TargetSettings::widths, "target.widths", K::RealList, "", "gmm: component standard deviations (one, or one per component)", {},
+    v(&TargetSettings::widths, "target.widths", K::RealList, "", "gmm: component standard deviations (one, or one per component); ring: the rings' widths s (unset: 0.5)", {},
        1e-300, 1e300);
-    v(&TargetSettings::shape, "target.shape", K::IntList, "16", "phi4*: periodic lattice extents, e.g. '16' or '8x8'", {}, 2, 1e6);
+    v(&TargetSettings::radii, "target.radii", K::RealList, "", "ring: the rings' radii R (unset: 2), one per ring", {}, 0, 1e300);
+    v(&TargetSettings::shape, "target.shape", K::IntList, "16", "phi4*, o2-phi4: periodic lattice extents, e.g. '16' or '8x8'", {}, 2, 1e6);
     v(&TargetSettings::m, "target.m", K::Real, "",
-       "phi4: mass parameter m of Mate Eq. 19 (unset: 0.5); phi4-dw: m of the double well (unset: 3)");
-    v(&TargetSettings::lambda, "target.lambda", K::Real, "", "phi4: quartic coupling (unset: 1/16); phi4-dw: lambda (unset: 1)", {}, 1e-300,
+       "phi4: mass parameter m of Mate Eq. 19 (unset: 0.5); phi4-dw: m of the double well (unset: 3); o2-phi4: -mu2 (unset: 0.5)");
+    v(&TargetSettings::lambda, "target.lambda", K::Real, "", "phi4, o2-phi4: quartic coupling (unset: 1/16); phi4-dw: lambda (unset: 1)", {}, 1e-300,
        1e300);
     v(&TargetSettings::alpha, "target.alpha", K::Real, "", "phi4: shift of the quartic term (unset: 0.01); phi4-general (unset: 0)");
     v(&TargetSettings::time_extent, "target.time_extent", K::Real, "4", "phi4-dw: Euclidean time extent T (dT = T/N)", {}, 1e-300, 1e300);

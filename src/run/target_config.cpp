@@ -9,6 +9,17 @@ Config with_presets(Config cfg) {
   auto preset = [&](const std::string& key, double value) {
     if (!cfg.is_set(key)) cfg.set(key, fmt_num(value), "preset " + name);
   };
+  if (name == "ring") {
+    if (!cfg.is_set("target.radii")) cfg.set("target.radii", "2", "preset ring");
+    if (!cfg.is_set("target.widths")) cfg.set("target.widths", "0.5", "preset ring");
+    return cfg;
+  }
+  if (name == "o2-phi4") {
+    const Phi4Params p = phi4_preset("phi4");
+    preset("target.m", p.m);
+    preset("target.lambda", p.lambda);
+    return cfg;
+  }
   if (name.rfind("phi4", 0) != 0) return cfg;
   const Phi4Params p = phi4_preset(name);
   if (name == "phi4") {
@@ -41,6 +52,15 @@ std::unique_ptr<Distribution> make_target(const TargetSettings& t) {
     spec.weights = t.weights;
     spec.means = t.means;
     spec.widths = t.widths;
+  } else if (spec.name == "ring") {
+    spec.radii = t.radii;
+    spec.widths = t.widths;
+    spec.weights = t.weights;
+  } else if (spec.name == "o2-phi4") {
+    spec.phi4.shape.clear();
+    for (long long e : t.shape) spec.phi4.shape.push_back(static_cast<int>(e));
+    spec.phi4.m = resolved(t.m, "target.m");
+    spec.phi4.lambda = resolved(t.lambda, "target.lambda");
   } else if (spec.name.rfind("phi4", 0) == 0) {
     spec.phi4.shape.clear();
     for (long long e : t.shape) spec.phi4.shape.push_back(static_cast<int>(e));

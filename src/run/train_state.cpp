@@ -48,7 +48,7 @@ void save_state(const std::string& path, const TrainState& s, const std::functio
       }
       using V = std::decay_t<decltype(value)>;
       if constexpr (std::is_same_v<V, std::vector<double>>)
-        h5::write_array(loc, name, value, as_float);
+        h5::write_array(loc, name, value, as_float && p != "optimizer/model");
       else if constexpr (std::is_same_v<V, std::int64_t>)
         h5::write_int(loc, name, value);
       else if constexpr (std::is_same_v<V, double>)
@@ -105,7 +105,7 @@ TrainState load_state(const std::string& path) {
     TrainState::fields(s, [&](const std::string& p, auto& value) {
       using V = std::decay_t<decltype(value)>;
       if constexpr (std::is_same_v<V, std::vector<double>>)
-        value = h5::read_array(f, p);
+        value = p == "optimizer/model" && !h5::exists(f, p) ? std::vector<double>() : h5::read_array(f, p);
       else if constexpr (std::is_same_v<V, std::int64_t>)
         value = h5::read_int(f, p);
       else if constexpr (std::is_same_v<V, double>)

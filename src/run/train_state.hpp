@@ -6,6 +6,8 @@
 //   /format                     "boltzflow-checkpoint" (attribute "version" = 1)
 //   /parameters                 flat parameter buffer (model precision)
 //   /optimizer/m, /optimizer/v  Adam moments (model precision)
+//   /optimizer/model            the model's own optimiser state (Model::state; double; may
+//                               be absent in checkpoints of models that keep none)
 //   /state/*                    step, adam_steps, lr_factor, seed, consecutive_failures, wall_time
 //   /config                     the fully resolved configuration (INI text)
 //   /metrics                    the metrics history up to /state/step (JSON lines)
@@ -35,6 +37,7 @@ struct TrainState {
   double wall_time = 0;
   // buffers (values exactly representable in `precision`)
   std::vector<double> parameters, adam_m, adam_v;
+  std::vector<double> model_state;  // always double (Lagrange multipliers: not rounded to the model's precision)
   // text
   std::string config;
   std::string metrics;
@@ -48,6 +51,7 @@ struct TrainState {
     f("parameters", s.parameters);
     f("optimizer/m", s.adam_m);
     f("optimizer/v", s.adam_v);
+    f("optimizer/model", s.model_state);
     f("state/step", s.step);
     f("state/adam_steps", s.adam_steps);
     f("state/lr_factor", s.lr_factor);

@@ -146,6 +146,8 @@ class Trainer {
       row["loss"] = r.loss;
       row["lr"] = lr;
       row["grad_norm"] = r.grad_norm;
+      for (const auto& [name, value] : model_->step_figures()) row[name] = value;  // what step s measured and used
+      model_->end_step();
       rank_row["loss"] = mine_.count() > 0 ? r.local_loss / static_cast<double>(mine_.count()) : std::nan("");
       log_.append(row, rank_row);
       ++s;
@@ -294,6 +296,7 @@ class Trainer {
     Kokkos::deep_copy(snap_m_, adam_->first_moment());
     Kokkos::deep_copy(snap_v_, adam_->second_moment());
     snap_adam_ = adam_->steps();
+    snap_model_state_ = model_->state();
     snap_step_ = s;
   }
 
@@ -303,6 +306,7 @@ class Trainer {
     Kokkos::deep_copy(adam_->first_moment(), snap_m_);
     Kokkos::deep_copy(adam_->second_moment(), snap_v_);
     adam_->set_steps(snap_adam_);
+    model_->set_state(snap_model_state_);
   }
 
   static void to_host(const Vector<T>& d, std::vector<double>& out) {
@@ -324,6 +328,7 @@ class Trainer {
       to_host(adam_->first_moment(), c.adam_m);
       to_host(adam_->second_moment(), c.adam_v);
     }
+    c.model_state = model_->state();
     c.step = s;
     c.adam_steps = adam_->steps();
     c.lr_factor = lr_factor_;
@@ -360,6 +365,11 @@ class Trainer {
     from_host(c.adam_m, adam_->first_moment());
     from_host(c.adam_v, adam_->second_moment());
     adam_->set_steps(c.adam_steps);
+    try {
+      model_->set_state(c.model_state);
+    } catch (const std::invalid_argument& e) {
+      throw InputError("checkpoint " + paths_.checkpoint() + ": " + e.what());
+    }
     start_step_ = c.step;
     lr_factor_ = c.lr_factor;
     failures_ = c.consecutive_failures;
@@ -397,6 +407,7 @@ class Trainer {
   std::unique_ptr<GroupedAdam<T>> adam_;
   LrSchedule sched_;
   std::int64_t start_step_ = 0, snap_step_ = -1, snap_adam_ = 0, failures_ = 0, recover_until_ = -1;
+  std::vector<double> snap_model_state_;
   double lr_factor_ = 1.0, wall_offset_ = 0, segment_start_ = 0;
   bool final_done_ = false;
   std::string start_history_, start_rank_history_, last_ess_ = "-";

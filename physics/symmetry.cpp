@@ -1,0 +1,112 @@
+#include "physics/symmetry.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace bf {
+
+namespace {
+std::vector<double> rotation_blocks(int dim) {
+  std::vector<double> b(static_cast<std::size_t>(dim) * dim, 0.0);
+  for (int s = 0; 2 * s + 1 < dim; ++s) {
+    b[static_cast<std::size_t>(2 * s) * dim + 2 * s + 1] = -1.0;
+    b[static_cast<std::size_t>(2 * s + 1) * dim + 2 * s] = 1.0;
+  }
+  return b;
+}
+}  // namespace
+
+Generators make_generators(const std::string& spec, int dim) {
+  Generators g;
+  g.dim = dim;
+  g.name = spec;
+  if (spec == "none" || spec.empty()) return Generators{dim, {}, "none"};
+  if (spec == "so2") {
+    if (dim != 2) throw std::invalid_argument("symmetry so2 needs a 2-dimensional target, not " + std::to_string(dim));
+    g.b.push_back(rotation_blocks(2));
+  } else if (spec == "o2_lattice") {
+    if (dim < 2 || dim % 2 != 0)
+      throw std::invalid_argument("symmetry o2_lattice needs a two-component field (an even dimension), not " +
+                                  std::to_string(dim));
+    g.b.push_back(rotation_blocks(dim));
+  } else if (spec.rfind("matrix:", 0) == 0) {
+    const std::string path = spec.substr(7);
+    std::ifstream in(path);
+    if (!in) throw std::invalid_argument("symmetry " + spec + ": cannot read '" + path + "'");
+    std::vector<double> v;
+    std::string tok;
+    while (in >> tok) {
+      std::size_t used = 0;
+      double x = 0;
+      try {
+        x = std::stod(tok, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != tok.size() || !std::isfinite(x))
+        throw std::invalid_argument("symmetry " + spec + ": '" + tok + "' is not a finite number");
+      v.push_back(x);
+    }
+    const std::size_t d2 = static_cast<std::size_t>(dim) * dim;
+    if (v.empty() || v.size() % d2 != 0)
+      throw std::invalid_argument("symmetry " + spec + ": " + std::to_string(v.size()) +
+                                  " numbers are not a whole number of " + std::to_string(dim) + " x " +
+                                  std::to_string(dim) + " matrices");
+    for (std::size_t k = 0; k < v.size() / d2; ++k) g.b.emplace_back(v.begin() + k * d2, v.begin() + (k + 1) * d2);
+  } else {
+    throw std::invalid_argument("unknown symmetry '" + spec + "' (known: none, so2, o2_lattice, matrix:FILE)");
+  }
+  for (int k = 0; k < g.count(); ++k) {
+    double asym = 0, scale = 0;
+    for (int i = 0; i < dim; ++i)
+      for (int j = 0; j < dim; ++j) {
+        asym = std::fmax(asym, std::fabs(g.b[k][i * dim + j] + g.b[k][j * dim + i]));
+        scale = std::fmax(scale, std::fabs(g.b[k][i * dim + j]));
+      }
+    if (scale == 0) throw std::invalid_argument("symmetry " + spec + ": generator " + std::to_string(k) + " is zero");
+    if (asym > 1e-12 * scale)
+      throw std::invalid_argument("symmetry " + spec + ": generator " + std::to_string(k) +
+                                  " is not antisymmetric (max |B + B^T| = " + fmt_num(asym) +
+                                  "): only rotations leave the momentum distribution N(0, I) invariant");
+  }
+  return g;
+}
+
+double invariance_violation(const Distribution& d, const Generators& g, const ConstMatrix<double>& x) {
+  const int n = static_cast<int>(x.extent(0)), D = d.dim();
+  Vector<double> e("inv_e", n);
+  Matrix<double> grad("inv_grad", n, D);
+  d.energy_grad(x, e, grad);
+  const auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+  const auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), grad);
+  double worst = 0;
+  for (const auto& B : g.b)
+    for (int i = 0; i < n; ++i) {
+      double dot = 0, nb = 0, ng = 0;
+      for (int r = 0; r < D; ++r) {
+        double bq = 0;
+        for (int c = 0; c < D; ++c) bq += B[static_cast<std::size_t>(r) * D + c] * hx(i, c);
+        dot += bq * hg(i, r);
+        nb += bq * bq;
+        ng += hg(i, r) * hg(i, r);
+      }
+      worst = std::fmax(worst, std::fabs(dot) / (std::sqrt(nb * ng) + 1e-300));
+    }
+  return worst;
+}
+
+void require_invariant_prior(const Distribution& prior, const Generators& g) {
+  if (g.empty()) return;
+  if (!prior.has_sampler()) throw std::invalid_argument("symmetry: the prior needs an exact sampler");
+  Matrix<double> x("inv_x", 256, prior.dim());
+  prior.sample(0x5eed, Purpose::invariance_check, 0, 0, x);
+  const double v = invariance_violation(prior, g, x);
+  if (v > 1e-9)
+    throw std::invalid_argument("symmetry " + g.name + ": the prior " + prior.description() +
+                                " is not invariant under the generators (relative (Bq).grad E up to " + fmt_num(v) +
+                                "); use a rotation-invariant prior (base.kind = gauss, or gengauss with power 2)");
+}
+
+}  // namespace bf
