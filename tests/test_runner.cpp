@@ -186,6 +186,73 @@ TEST(Runner, HsmResumesExactlyAgreesAcrossRanksAndReportsItsScoreError) {
   EXPECT_FALSE(std::filesystem::exists(d + "/s.h5"));
 }
 
+// The equivariant NHF: its multipliers (model state) resume exactly and are the same on 1 and
+// 2 ranks (Ĉ reduced over the global batch); the evaluation's symmetry figures; a prior that is
+// not rotation invariant is refused before anything is written.
+TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantPrior) {
+  const std::string d = test::temp_dir("ehf");
+  const std::string ehf =
+      " --model.kind nhf --train.loss elbo --target.name ring --base.kind gauss --model.symmetry so2"
+      " --model.symmetry_tolerance 1e-4 --model.symmetry_rate 5 --model.hidden 8 --model.activation softplus"
+      " --model.leapfrog_steps 2 --model.precision double --train.dataset_size 100 --train.batch 24 --train.steps 14"
+      " --train.lr 0.01 --run.log_every 1 --run.checkpoint_every 5 --eval.samples 300 --eval.momentum_samples 8";
+  auto full = run(boltzflow(2) + " train --out " + d + "/full" + ehf);
+  ASSERT_EQ(full.code, 0) << full.output;
+  EXPECT_NE(full.output.find("symmetry constraint E[{g_0, H}^2] = "), std::string::npos) << full.output;
+  EXPECT_NE(full.output.find("held-out log-likelihood"), std::string::npos) << full.output;
+  auto first = run(boltzflow(2) + " train --out " + d + "/split" + ehf + " --run.stop_at 7");
+  ASSERT_EQ(first.code, 0) << first.output;
+  auto second = run(boltzflow(2) + " train --out " + d + "/split" + ehf + " --resume");
+  ASSERT_EQ(second.code, 0) << second.output;
+  const TrainState a = load_state(d + "/full/checkpoint.h5"), b = load_state(d + "/split/checkpoint.h5");
+  expect_same_state(a, b);
+  ASSERT_EQ(a.model_state.size(), 3u);  // λ, C_ma, started
+  EXPECT_EQ(a.model_state, b.model_state);
+  EXPECT_NE(a.model_state[0], 1.0) << "the multiplier moved";
+  auto one = run(boltzflow(1) + " train --out " + d + "/np1" + ehf);
+  ASSERT_EQ(one.code, 0) << one.output;
+  expect_losses_agree(d + "/np1", d + "/full", 14);
+  // The multipliers, row by row: the same on 1 and 2 ranks, bitwise on resume.
+  auto lambdas = [](const std::string& dir) {
+    std::vector<double> l;
+    std::istringstream in(test::read_file(dir + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      const Json j = Json::parse(line);
+      if (j.contains("symmetry_lambda")) l.push_back(j.at("symmetry_lambda").get<double>());
+    }
+    return l;
+  };
+  const auto lf = lambdas(d + "/full"), ls = lambdas(d + "/split"), l1 = lambdas(d + "/np1");
+  ASSERT_EQ(lf.size(), 14u);
+  EXPECT_EQ(lf, ls);
+  for (std::size_t i = 0; i < lf.size(); ++i) EXPECT_NEAR(lf[i], l1[i], 1e-10 * lf[i]) << "step " << i;
+  // evaluate: the figures, rank-invariant.
+  auto e1 = run(boltzflow(1) + " evaluate --run " + d + "/full --json " + d + "/e1.json");
+  ASSERT_EQ(e1.code, 0) << e1.output;
+  auto e2 = run(boltzflow(2) + " evaluate --run " + d + "/full --json " + d + "/e2.json");
+  ASSERT_EQ(e2.code, 0) << e2.output;
+  const Json j1 = Json::parse(test::read_file(d + "/e1.json")), j2 = Json::parse(test::read_file(d + "/e2.json"));
+  for (const char* k : {"symmetry_constraint", "test_log_likelihood", "angular_tv"}) {
+    ASSERT_TRUE(j1.contains(k)) << k;
+    const double x1 = j1.at(k).get<double>(), x2 = j2.at(k).get<double>();
+    EXPECT_NEAR(x1, x2, 1e-10 * std::fabs(x1)) << k;
+  }
+  EXPECT_GT(j1.at("symmetry_constraint").get<double>(), 0.0);
+  EXPECT_LT(j1.at("test_log_likelihood").get<double>(), 0.0);
+  EXPECT_GT(j1.at("test_log_likelihood_stderr").get<double>(), 0.0);
+  EXPECT_EQ(j1.at("angular_moments").size(), 4u);
+  // A soft-uniform prior is not rotation invariant: exit 2, named, nothing written.
+  for (const std::string prior : {" --base.kind softuniform", " --base.kind gengauss --base.power 3"}) {
+    auto bad = run(boltzflow(1) + " train --out " + d + "/bad" + ehf + prior);
+    EXPECT_EQ(bad.code, 2) << bad.output;
+    EXPECT_NE(bad.output.find("is not invariant under the generators"), std::string::npos) << bad.output;
+    EXPECT_FALSE(std::filesystem::exists(d + "/bad/checkpoint.h5"));
+  }
+  auto wrong = run(boltzflow(1) + " train --out " + d + "/bad2" + ehf + " --model.kind cnf --train.loss reverse_kl");
+  EXPECT_EQ(wrong.code, 2) << wrong.output;
+  EXPECT_NE(wrong.output.find("model.symmetry = so2 needs model.kind = nhf"), std::string::npos) << wrong.output;
+}
+
 TEST(Runner, ResumeIsBitwiseExact) {
   const std::string d = test::temp_dir("resume");
   auto full = train(2, d + "/full", "--train.steps 40");
