@@ -31,6 +31,7 @@ enum class Purpose : std::uint32_t {
   path_noise = 14,      // Hamiltonian generative flow: the path's noise ε
   invariance_check = 15,  // symmetry: the prior's samples its invariance is checked at
   symmetry_momentum = 16, // symmetry constraint: the momenta p of the bracket {g, H}(q, p)
+  symmetry_points = 17,   // symmetry constraint: its positions q, when drawn from the prior
   test = 100,           // tests
 };
 

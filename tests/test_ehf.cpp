@@ -226,7 +226,8 @@ struct Ehf {
   std::vector<double> params;
 };
 
-Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool fixed, bool elbo, int max_batch = 6) {
+Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool fixed, bool elbo, int max_batch = 6,
+             double rate = 0.05, bool prior_points = false) {
   Ehf s;
   s.target = std::move(target);
   const int D = s.target->dim();
@@ -240,7 +241,8 @@ Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool 
   spec.dataset_size = 40;
   spec.symmetry = make_generators(gen, D);
   spec.symmetry_tolerance = 0.01;
-  spec.symmetry_rate = 0.05;
+  spec.symmetry_rate = rate;
+  spec.symmetry_prior_points = prior_points;
   s.flow = std::make_unique<NhfFlow<double>>(*s.target, GeneralizedGaussian::gaussian(D, 1.2), spec, max_batch, 9u);
   Vector<double> p("p", s.flow->layout().size());
   s.flow->initialize(p, 2u);
@@ -336,17 +338,18 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
                                             "0 0 -1 0  0 0 0 -1  1 0 0 0  0 1 0 0\n";
   struct Case {
     std::string target, gen;
-    bool fixed, elbo;
+    bool fixed, elbo, prior_points = false;
   };
   const Case cases[] = {{"ring", "so2", false, true},
                         {"ring", "so2", true, true},
+                        {"ring", "so2", false, true, true},
                         {"ring", "so2", false, false},
                         {"o2-phi4", "o2_lattice", true, false},
-                        {"o2-phi4", "o2_lattice", false, false},
+                        {"o2-phi4", "o2_lattice", false, false, true},
                         {"o2-phi4-4", "matrix:" + dir + "bf_gen_two4.txt", false, false}};
   for (const auto& c : cases) {
     std::unique_ptr<Distribution> t = c.target == "ring" ? ring({2.0}, {0.5}) : o2phi4({c.target == "o2-phi4" ? 3 : 2});
-    Ehf s = make_ehf(std::move(t), c.gen, c.fixed, c.elbo);
+    Ehf s = make_ehf(std::move(t), c.gen, c.fixed, c.elbo, 6, 0.05, c.prior_points);
     const int K = s.flow->symmetry_generators();
     std::vector<double> st(2 * K + 1, 0.0);
     for (int k = 0; k < K; ++k) st[k] = 2.5 + k;
@@ -362,7 +365,8 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
     s.flow->loss_and_grad(device(s.params), grad, b, coll);
     const auto g = to_host(grad);
     TestRng r(11);
-    const std::string what = c.target + " " + c.gen + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL");
+    const std::string what = c.target + " " + c.gen + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL") +
+                             (c.prior_points ? " prior points" : "");
     for (int trial = 0; trial < 3; ++trial) {
       std::vector<double> u(s.params.size());
       double dot = 0;
@@ -419,6 +423,7 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
   const double ma = 0.99 * c1 + 0.01 * c2;
   EXPECT_DOUBLE_EQ(s.flow->state()[1], ma);
   EXPECT_DOUBLE_EQ(lambda(), std::exp(0.05 * c1) * std::exp(0.05 * ma));
+  ASSERT_LT(std::fabs(0.05 * c1), 0.1) << "the test's steps are below the per-step clip";
   s.flow->end_step();  // nothing pending: no change
   EXPECT_DOUBLE_EQ(s.flow->state()[1], ma);
   const auto st = s.flow->state();
@@ -426,6 +431,11 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
   t.flow->set_state(st);
   EXPECT_EQ(t.flow->state(), st);
   EXPECT_THROW(t.flow->set_state({1.0, 2.0}), std::invalid_argument);
+  // A large rate: the multiplier moves by at most e^{±0.1} per step.
+  Ehf u = make_ehf(ring({2.0}, {0.5}), "so2", false, true, 6, 1e4);
+  u.flow->loss_and_grad(p, g, BatchRef::one_rank(5, 0, 0, 6), coll);
+  u.flow->end_step();
+  EXPECT_DOUBLE_EQ(u.flow->state()[0], std::exp(c1 > 0 ? 0.1 : -0.1));
 }
 
 namespace {

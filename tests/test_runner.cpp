@@ -241,6 +241,11 @@ TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantP
   EXPECT_LT(j1.at("test_log_likelihood").get<double>(), 0.0);
   EXPECT_GT(j1.at("test_log_likelihood_stderr").get<double>(), 0.0);
   EXPECT_EQ(j1.at("angular_moments").size(), 4u);
+  auto table = run(boltzflow(1) + " evaluate --runs '" + d + "/full' --table " + d + "/t.csv");
+  ASSERT_EQ(table.code, 0) << table.output;
+  EXPECT_NE(test::read_file(d + "/t.csv").find(",test_log_likelihood,test_log_likelihood_stderr,angular_tv,symmetry_constraint,"
+                                               "symmetry_constraint_stderr,score_error,"),
+            std::string::npos);
   // A soft-uniform prior is not rotation invariant: exit 2, named, nothing written.
   for (const std::string prior : {" --base.kind softuniform", " --base.kind gengauss --base.power 3"}) {
     auto bad = run(boltzflow(1) + " train --out " + d + "/bad" + ehf + prior);

@@ -93,7 +93,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
       for (int r = 0; r < D; ++r)
         for (int c = 0; c < D; ++c) hg(k * D + r, c) = static_cast<T>(sp.symmetry.b[k][static_cast<std::size_t>(r) * D + c]);
     Kokkos::deep_copy(gen, hg);
-    for (Matrix<T>* mm : {&spm, &sgv, &sgk, &suq, &sup, &shu}) *mm = Matrix<T>("nhf_symmetry_rows", B, D);
+    for (Matrix<T>* mm : {&spm, &sgv, &sgk, &suq, &sup, &shu, &spq}) *mm = Matrix<T>("nhf_symmetry_rows", B, D);
     sc = Matrix<T>("nhf_bracket", B, ngen);
     lam = Vector<T>("nhf_lambda", ngen);
     lambda.assign(ngen, 1.0);
@@ -233,7 +233,8 @@ std::string NhfFlow<T>::description() const {
      << (sp.elbo ? "ELBO on " + std::to_string(sp.dataset_size) + " exact samples" : std::string("reverse KL"));
   if (!sp.symmetry.empty())
     os << ", symmetry " << sp.symmetry.name << " (" << sp.symmetry.count() << " generator(s), E[{g, H}^2] <= "
-       << sp.symmetry_tolerance << ", GECO rate " << sp.symmetry_rate << ")";
+       << sp.symmetry_tolerance << " at " << (sp.symmetry_prior_points ? "the prior's draws" : "the batch's start")
+       << ", GECO rate " << sp.symmetry_rate << ")";
   return os.str();
 }
 
@@ -268,7 +269,17 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
     for (int k = 0; k < K; ++k) hl(k) = static_cast<T>(m.lambda[k]);
     Kokkos::deep_copy(m.lam, hl);
     std::vector<double> cs(K, 0.0);
-    m.bracket(params, grad, n, q, cs.data());
+    Rows<const T> at = q;
+    if (m.spec.symmetry_prior_points) {
+      const Matrix<double> z = Kokkos::subview(m.zd, std::make_pair(0, n), Kokkos::ALL());
+      m.prior->sample(bref.seed, Purpose::symmetry_points, static_cast<std::uint32_t>(bref.step), bref.first, z);
+      const Rows<T> pq = head_rows(m.spq, n);
+      for_each_element("bf::nhf_symmetry_points", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+        pq(i, j) = static_cast<T>(z(i, j));
+      });
+      at = pq;
+    }
+    m.bracket(params, grad, n, at, cs.data());
     const double kappa = m.spec.symmetry_tolerance;
     for (int k = 0; k < K; ++k) penalty += static_cast<double>(hl(k)) * (cs[k] - n * kappa);
     coll.sum(cs.data(), K);
@@ -354,7 +365,10 @@ void NhfFlow<T>::end_step() {
   if (m.ngen == 0 || !m.has_pending) return;
   for (int k = 0; k < m.ngen; ++k) {
     m.cma[k] = m.started ? 0.99 * m.cma[k] + 0.01 * m.pending[k] : m.pending[k];
-    m.lambda[k] = std::fmin(1e6, std::fmax(1e-6, m.lambda[k] * std::exp(m.spec.symmetry_rate * m.cma[k])));
+    // At most a factor e^{±0.1} per step: a large early violation (random networks give c² of
+    // tens on a lattice) would otherwise drive λ to its bound in a step or two.
+    const double step = std::fmin(0.1, std::fmax(-0.1, m.spec.symmetry_rate * m.cma[k]));
+    m.lambda[k] = std::fmin(1e6, std::fmax(1e-6, m.lambda[k] * std::exp(step)));
   }
   m.started = true;
   m.has_pending = false;
@@ -370,6 +384,11 @@ std::vector<std::pair<std::string, double>> NhfFlow<T>::step_figures() const {
     f.emplace_back("symmetry_lambda" + sfx, m.lambda[k]);
     f.emplace_back("symmetry_constraint" + sfx, m.pending[k] + kappa);
     f.emplace_back("symmetry_constraint_ma" + sfx, m.cma[k] + kappa);
+  }
+  if (m.ngen > 0) {  // Σ_k λ_k Ĉ_k: the part of the step's loss that is the penalty
+    double pen = 0;
+    for (int k = 0; k < m.ngen; ++k) pen += m.lambda[k] * m.pending[k];
+    f.emplace_back("symmetry_penalty", pen);
   }
   return f;
 }

@@ -24,16 +24,19 @@
 // linear symmetry generators g_k = pᵀB_k q (physics/symmetry.hpp) the loss gains
 // the constraint penalty Σ_k λ_k (E[c_k²] − κ), c_k = {g_k, H} = (B_kᵀp)·∇K(p) −
 // (B_k q)·∇V(q), on the batch's own start positions (the data for elbo, the
-// prior's draws for reverse_kl) with fresh momenta p ~ N(0, I). If every c_k and
+// prior's draws for reverse_kl), or on fresh draws of the prior (symmetry_prior_points),
+// with fresh momenta p ~ N(0, I). If every c_k and
 // {g_k, π0} vanish, the flow is equivariant and its density invariant (their
 // Lemma 1). θ-gradient: 2 λ_k c_k ∂c_k/∂θ, which is one HVP pass of each network
 // with u = Σ_k 2λ_k c_k B_kᵀp (K) and −Σ_k 2λ_k c_k B_k q (V) (the positions and
 // momenta carry no gradient). λ by the GECO update (Rezende & Viola 2018):
 //   Ĉ_k = E_batch[c_k²] − κ (over the global batch), C_ma ← 0.99 C_ma + 0.01 Ĉ
-//   (C_ma starts at the first Ĉ), λ_k ← λ_k exp(η C_ma), λ_k ∈ [1e−6, 1e6], λ₀ = 1.
+//   (C_ma starts at the first Ĉ), λ_k ← λ_k exp(η C_ma) with |η C_ma| ≤ 0.1 per step,
+//   λ_k ∈ [1e−6, 1e6], λ₀ = 1.
 // The seed's equation is garbled at this point; this form is a reconstruction.
 // GECO's loss λ(Ĉ + stopgrad(C_ma − Ĉ)) has the gradient used here; the loss
-// reported is −ELBO (or the reverse KL) + Σ λ_k Ĉ_k, whose gradient it is.
+// reported is −ELBO (or the reverse KL) + Σ λ_k Ĉ_k, whose gradient it is (metrics.jsonl
+// has the penalty Σ λ_k Ĉ_k on its own as symmetry_penalty).
 //
 // Gradients: the exact discrete adjoint of the Leapfrog (flows/integrators/leapfrog.hpp).
 // The states of the forward pass (L + 1 positions and L half-kick momenta:
@@ -79,6 +82,9 @@ struct NhfSpec {
   Generators symmetry;
   double symmetry_tolerance = 0;
   double symmetry_rate = 0;
+  // Where the penalty is evaluated: false, the batch's start positions (the data for elbo, the
+  // prior's draws for reverse_kl); true, fresh draws of the prior of their own.
+  bool symmetry_prior_points = false;
 };
 
 template <class T>
@@ -126,7 +132,8 @@ class NhfFlow final : public Model<T>, public LearnedPotential<T> {
   void set_state(const std::vector<double>& s) override;
   /// The GECO update with the Ĉ of the last loss_and_grad.
   void end_step() override;
-  /// symmetry_lambda, symmetry_constraint (the batch's E[c²]), symmetry_constraint_ma (C_ma + κ); _k suffixed if K > 1.
+  /// symmetry_lambda, symmetry_constraint (the batch's E[c²]), symmetry_constraint_ma (C_ma + κ) (_k suffixed
+  /// if K > 1), and symmetry_penalty Σ_k λ_k Ĉ_k (the loss's part that is the penalty).
   std::vector<std::pair<std::string, double>> step_figures() const override;
   int symmetry_generators() const override;
   void symmetry_bracket(const Vector<T>& params, const ConstMatrix<double>& x, std::uint32_t seed,

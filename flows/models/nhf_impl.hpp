@@ -35,7 +35,7 @@ struct NhfImpl {
   // The symmetry constraint: generators (K x D rows of D), the bracket's momenta, ∇V, ∇K,
   // the HVP directions and a scratch H u; c per sample and generator; λ on the device.
   int ngen = 0;
-  Matrix<T> gen, spm, sgv, sgk, suq, sup, shu, sc;
+  Matrix<T> gen, spm, sgv, sgk, suq, sup, shu, sc, spq;
   Vector<T> lam;
   std::vector<double> lambda, cma, pending;  // GECO state; pending: the last batch's Ĉ
   bool started = false, has_pending = false;

@@ -257,7 +257,9 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
                                              "log_z_stderr_reliable", "phase_space_reverse_kl",
                                              "phase_space_reverse_ess", "momentum_samples", "marginal_reverse_kl",
                                              "marginal_reverse_ess", "marginal_forward_kl", "marginal_forward_ess",
-                                             "score_error", "score_error_stderr"};
+                                             "test_log_likelihood", "test_log_likelihood_stderr", "angular_tv",
+                                             "symmetry_constraint", "symmetry_constraint_stderr",
+                                             "score_error", "score_error_stderr"};  // score_* last (score models)
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> numbers;  // [run][metric]
   std::vector<Config> configs;               // [run], empty where the run failed to load
@@ -281,7 +283,15 @@ int evaluate_many(Environment& env, const std::vector<std::string>& patterns, co
               m.hausdorff, m.mode_coverage_tv, static_cast<double>(m.non_finite_samples), m.reverse_n_eff,
               m.pareto_k, m.log_z_stderr_reliable ? 1.0 : 0.0, ps * m.reverse_kl, ps * m.reverse_ess,
               static_cast<double>(m.momentum_samples), m.marginal_reverse_kl, m.marginal_reverse_ess,
-              m.marginal_forward_kl, m.marginal_forward_ess, m.score_error, m.score_error_stderr};
+              m.marginal_forward_kl, m.marginal_forward_ess, m.test_log_likelihood, m.test_log_likelihood_stderr,
+              m.angular_tv, nan, nan, m.score_error, m.score_error_stderr};
+      if (!m.symmetry_constraint.empty()) {  // Σ_k E[c_k²]; its error in quadrature (approximate for K > 1: shared samples)
+        double c = 0, e2 = 0;
+        for (std::size_t k = 0; k < m.symmetry_constraint.size(); ++k)
+          c += m.symmetry_constraint[k], e2 += m.symmetry_constraint_stderr[k] * m.symmetry_constraint_stderr[k];
+        nums[nums.size() - 4] = c;
+        nums[nums.size() - 3] = std::sqrt(e2);
+      }
       if (m.score_model)  // a score model has only its score figures
         for (std::size_t k = 0; k + 2 < nums.size(); ++k) nums[k] = nan;
       for (std::size_t k = 0; k < m.mode_fractions.size(); ++k) fractions += (k ? ";" : "") + num(m.mode_fractions[k]);
