@@ -13,10 +13,11 @@
 
 namespace bf {
 
-namespace {
+namespace detail {
 
 /// Sums of the evaluation's figures outside MetricSums: the held-out log-likelihood
 /// (n, Σ ℓ, Σ ℓ²) and per generator Σ c², Σ c⁴ over n_c points; plain sums, so ranks add.
+/// (Not in an anonymous namespace: CUDA's extended lambdas need an enclosing function it can name.)
 struct ExtraSums {
   explicit ExtraSums(int generators) : g(generators), v(4 + 2 * static_cast<std::size_t>(generators), 0.0) {}
   int g;
@@ -71,6 +72,10 @@ struct ExtraSums {
     }
   }
 };
+
+}  // namespace detail
+
+namespace {
 
 /// A score model's figures: its force against ∇log π on `samples` exact samples of the
 /// target (the evaluation's common random numbers: Purpose::target_sample, step 0, by
@@ -130,7 +135,7 @@ Evaluation evaluate_model(const Environment& env, Model<T>& model, const Vector<
   // samples, and the symmetry bracket's E[c²] (the third stream of its momenta).
   const int G = model.symmetry_generators();
   Matrix<double> cb("eval_bracket", G > 0 ? x.extent(0) : 0, std::max(G, 1));
-  ExtraSums extra(G);
+  detail::ExtraSums extra(G);
   MetricSums local;
   bool first_chunk = true;
   for (long long c0 = 0; c0 < mine.count() || first_chunk; c0 += chunk) {

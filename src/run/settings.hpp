@@ -202,7 +202,7 @@ struct ModelSettings {
        "whitespace-separated; g = p^T B q). The prior must be invariant (base.kind = gauss, or gengauss with power 2)");
     v(&ModelSettings::symmetry_tolerance, "model.symmetry_tolerance", K::Real, "0.01",
        "nhf symmetry: kappa, the constraint E[{g, H}^2] <= kappa", {}, 0, 1e300);
-    v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "1",
+    v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "0.05",
        "nhf symmetry: eta of the GECO multiplier update lambda <- lambda exp(eta C_ma), C_ma the moving average of "
        "E[{g, H}^2] - kappa (at most a factor e^0.1 per step)", {}, 0, 1e6);
     v(&ModelSettings::symmetry_points, "model.symmetry_points", K::Choice, "start",
