@@ -79,7 +79,7 @@ table=$work/sweep/table.csv
 h5dump -H "$work/sweep/table.h5" > /dev/null || fail "table.h5 unreadable"
 rows=$(($(wc -l < "$table") - 1))
 [ "$rows" -eq 4 ] || { cat "$table"; fail "$rows rows, expected 4"; }
-head -1 "$table" | grep -q "^run,status,step,samples,reverse_kl,reverse_ess,log_z,log_z_stderr,forward_kl,forward_ess,hausdorff,mode_coverage_tv,non_finite_samples,reverse_n_eff,pareto_k,log_z_stderr_reliable,phase_space_reverse_kl,phase_space_reverse_ess,momentum_samples,marginal_reverse_kl,marginal_reverse_ess,marginal_forward_kl,marginal_forward_ess,score_error,score_error_stderr,mode_fractions,estimators,run.seed," || fail "columns: $(head -1 "$table")"
+head -1 "$table" | grep -q "^run,status,step,samples,reverse_kl,reverse_ess,log_z,log_z_stderr,forward_kl,forward_ess,hausdorff,mode_coverage_tv,non_finite_samples,reverse_n_eff,pareto_k,log_z_stderr_reliable,phase_space_reverse_kl,phase_space_reverse_ess,momentum_samples,marginal_reverse_kl,marginal_reverse_ess,marginal_forward_kl,marginal_forward_ess,test_log_likelihood,test_log_likelihood_stderr,angular_tv,symmetry_constraint,symmetry_constraint_stderr,score_error,score_error_stderr,mode_fractions,estimators,run.seed," || fail "columns: $(head -1 "$table")"
 head -1 "$table" | grep -q ",target.m," || fail "no config columns"
 [ "$(grep -c ',ok,20,256,' "$table")" -eq 4 ] || { cat "$table"; fail "not every run evaluated at step 20"; }
 for d in "target.m=0.25_run.seed=1" "target.m=0.5_run.seed=1" "target.m=0.5_run.seed=2" "target.m=1.0_run.seed=1"; do
