@@ -439,7 +439,8 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
 }
 
 namespace {
-// H = E(q) + ½|p|² with E a target's energy: an invariant Hamiltonian for an invariant target.
+// H = E(q) + ½|p|² with E a target's energy: an invariant Hamiltonian for an invariant target
+// (integration only: no HVPs, which the adjoint alone calls).
 struct TargetHamiltonian {
   const Distribution& d;
   void grad(int n, const Rows<const double>& x, const Rows<double>& g, bool kinetic) {
@@ -456,8 +457,6 @@ struct TargetHamiltonian {
   }
   void grad_v(int n, const Rows<const double>& x, const Rows<double>& g) { grad(n, x, g, false); }
   void grad_k(int n, const Rows<const double>& x, const Rows<double>& g) { grad(n, x, g, true); }
-  void hvp_v(int, double, const Rows<const double>&, const Rows<const double>&, const Rows<double>&) {}
-  void hvp_k(int, double, const Rows<const double>&, const Rows<const double>&, const Rows<double>&) {}
 };
 }  // namespace
 
