@@ -31,6 +31,10 @@ struct ModeSet {
   std::string rule;                        // how a sample is assigned to a mode
 };
 
+/// The angular observables a rotation-invariant target shares (Distribution::angle_observable):
+/// the angle θ, then cos kθ, sin kθ for k = 1 .. kAngularMoments (exact means 0 under invariance).
+inline constexpr int kAngularMoments = 4;
+
 class Distribution {
  public:
   virtual ~Distribution() = default;

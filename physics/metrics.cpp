@@ -475,8 +475,8 @@ Metrics finalize(const MetricSums& sums, const Distribution& target) {
     if (c < sds.size()) m.observables[c].exact_sd = sds[c];
   }
   const int a = target.angle_observable();
-  if (a >= 0 && a + 2 * 4 < static_cast<int>(m.observables.size())) {
-    for (int k = 1; k <= 4; ++k) {
+  if (a >= 0 && a + 2 * kAngularMoments < static_cast<int>(m.observables.size())) {
+    for (int k = 1; k <= kAngularMoments; ++k) {
       const ObservableMoments &c = m.observables[a + 2 * k - 1], &s = m.observables[a + 2 * k];
       m.angular_moments.push_back(std::hypot(c.mean, s.mean));
       m.angular_moments_reweighted.push_back(std::hypot(c.mean_reweighted, s.mean_reweighted));

@@ -8,6 +8,19 @@
 
 namespace bf {
 
+namespace {
+/// The summed field Σ_x φ_x of row i (interleaved components) into m0, m1.
+KOKKOS_INLINE_FUNCTION void field_sum(const ConstMatrix<double>& x, std::int64_t i, std::int64_t v, double& m0,
+                                      double& m1) {
+  m0 = 0;
+  m1 = 0;
+  for (std::int64_t s = 0; s < v; ++s) {
+    m0 += x(i, 2 * s);
+    m1 += x(i, 2 * s + 1);
+  }
+}
+}  // namespace
+
 O2Phi4::O2Phi4(const std::vector<int>& shape, double m, double lambda) : shape_(shape), m_(m), lambda_(lambda) {
   Phi4Kernel& L = kernel_.lattice;
   if (shape.empty() || static_cast<int>(shape.size()) > Phi4Kernel::max_dims)
@@ -59,11 +72,8 @@ void O2Phi4::assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode)
   const std::int64_t v = kernel_.lattice.volume;
   Kokkos::parallel_for(
       "bf::o2phi4_assign_modes", Policy(0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t i) {
-        double m0 = 0, m1 = 0;
-        for (std::int64_t s = 0; s < v; ++s) {
-          m0 += x(i, 2 * s);
-          m1 += x(i, 2 * s + 1);
-        }
+        double m0, m1;
+        field_sum(x, i, v, m0, m1);
         const double a = kmath::atan2(m1, m0);  // (−π, π]
         int j = static_cast<int>(kmath::floor(a / (kPi / 4.0) + 0.5));
         mode(i) = ((j % 8) + 8) % 8;
@@ -80,11 +90,8 @@ void O2Phi4::observables(const ConstMatrix<double>& x, const Matrix<double>& o) 
   const std::int64_t v = kernel_.lattice.volume;
   Kokkos::parallel_for(
       "bf::o2phi4_observables", Policy(0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t i) {
-        double m0 = 0, m1 = 0;
-        for (std::int64_t s = 0; s < v; ++s) {
-          m0 += x(i, 2 * s);
-          m1 += x(i, 2 * s + 1);
-        }
+        double m0, m1;
+        field_sum(x, i, v, m0, m1);
         m0 /= static_cast<double>(v);
         m1 /= static_cast<double>(v);
         o(i, 0) = kmath::sqrt(m0 * m0 + m1 * m1);

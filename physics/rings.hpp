@@ -18,10 +18,6 @@
 
 namespace bf {
 
-/// The angular observables a rotation-invariant target shares: the angle θ, then
-/// cos kθ, sin kθ for k = 1 .. kAngularMoments (exact means 0 under invariance).
-inline constexpr int kAngularMoments = 4;
-
 struct RingKernel {
   int n_comp = 0;
   Vector<double> radius, inv_var, width, log_coef, cum_weight, total;  // total: F_k(∞)

@@ -367,19 +367,8 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
     TestRng r(11);
     const std::string what = c.target + " " + c.gen + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL") +
                              (c.prior_points ? " prior points" : "");
-    for (int trial = 0; trial < 3; ++trial) {
-      std::vector<double> u(s.params.size());
-      double dot = 0;
-      for (std::size_t i = 0; i < u.size(); ++i) u[i] = r.normal(), dot += u[i] * g[i];
-      const double fd = test::central_difference(
-          [&](double h) {
-            std::vector<double> q = s.params;
-            for (std::size_t i = 0; i < q.size(); ++i) q[i] += h * u[i];
-            return loss(q);
-          },
-          1e-5);
+    for (const auto& [fd, dot] : test::directional_checks(loss, s.params, g, r))
       EXPECT_LE(std::fabs(fd - dot), 1e-6 * std::fmax(1.0, std::fabs(dot))) << what << ": fd " << fd << " vs " << dot;
-    }
     // The penalty is really in the loss: with λ → 2λ the loss moves by the penalty Σ λ (c² − κ).
     const double l1 = loss(s.params);
     for (int k = 0; k < K; ++k) st[k] *= 2;

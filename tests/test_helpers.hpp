@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "physics/core.hpp"
@@ -68,6 +69,30 @@ std::vector<double> to_host(const V& v) {
 inline double central_difference(const std::function<double(double)>& f, double h) {
   auto c = [&](double s) { return (f(s) - f(-s)) / (2 * s); };
   return (4 * c(h / 2) - c(h)) / 3;
+}
+
+/// Directional checks of a gradient g of loss at params: for `trials` random directions u
+/// (from rng), the pair (central difference of loss along u with step h, u·g).
+template <class Rng>
+std::vector<std::pair<double, double>> directional_checks(const std::function<double(const std::vector<double>&)>& loss,
+                                                          const std::vector<double>& params,
+                                                          const std::vector<double>& g, Rng& rng, int trials = 3,
+                                                          double h = 1e-5) {
+  std::vector<std::pair<double, double>> out;
+  for (int trial = 0; trial < trials; ++trial) {
+    std::vector<double> u(params.size());
+    double dot = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) u[i] = rng.normal(), dot += u[i] * g[i];
+    const double fd = central_difference(
+        [&](double s) {
+          std::vector<double> q = params;
+          for (std::size_t i = 0; i < q.size(); ++i) q[i] += s * u[i];
+          return loss(q);
+        },
+        h);
+    out.emplace_back(fd, dot);
+  }
+  return out;
 }
 
 /// Deterministic pseudo-random numbers for test inputs (splitmix64 -> normal).

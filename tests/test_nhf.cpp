@@ -167,19 +167,8 @@ TEST(Nhf, LossGradientsMatchFiniteDifferences) {
     const auto g = to_host(grad);
     TestRng r(11);
     const std::string what = c.target + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL");
-    for (int trial = 0; trial < 3; ++trial) {
-      std::vector<double> u(s.params.size());
-      double dot = 0;
-      for (std::size_t i = 0; i < u.size(); ++i) u[i] = r.normal(), dot += u[i] * g[i];
-      const double fd = central(
-          [&](double h) {
-            std::vector<double> q = s.params;
-            for (std::size_t i = 0; i < q.size(); ++i) q[i] += h * u[i];
-            return loss(q);
-          },
-          1e-5);
+    for (const auto& [fd, dot] : test::directional_checks(loss, s.params, g, r))
       EXPECT_LE(std::fabs(fd - dot), 1e-6 * std::fmax(1.0, std::fabs(dot))) << what << ": fd " << fd << " vs " << dot;
-    }
   }
 }
 

@@ -96,6 +96,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
     for (Matrix<T>* mm : {&spm, &sgv, &sgk, &suq, &sup, &shu, &spq}) *mm = Matrix<T>("nhf_symmetry_rows", B, D);
     sc = Matrix<T>("nhf_bracket", B, ngen);
     lam = Vector<T>("nhf_lambda", ngen);
+    lam_host = Kokkos::create_mirror_view(lam);
     lambda.assign(ngen, 1.0);
     cma.assign(ngen, 0.0);
     pending.assign(ngen, 0.0);
@@ -265,7 +266,7 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
   if (m.ngen > 0) {
     const int K = m.ngen;
     standard_normals<T>(bref.seed, Purpose::symmetry_momentum, bref.step, bref.first, n, D, m.spm);
-    auto hl = Kokkos::create_mirror_view(m.lam);
+    const auto hl = m.lam_host;
     for (int k = 0; k < K; ++k) hl(k) = static_cast<T>(m.lambda[k]);
     Kokkos::deep_copy(m.lam, hl);
     std::vector<double> cs(K, 0.0);

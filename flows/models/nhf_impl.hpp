@@ -37,6 +37,7 @@ struct NhfImpl {
   int ngen = 0;
   Matrix<T> gen, spm, sgv, sgk, suq, sup, shu, sc, spq;
   Vector<T> lam;
+  typename Vector<T>::HostMirror lam_host;
   std::vector<double> lambda, cma, pending;  // GECO state; pending: the last batch's Ĉ
   bool started = false, has_pending = false;
 
