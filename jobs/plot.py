@@ -7,6 +7,9 @@
       <observable>.{png,pdf}  the histogram a target reports (phi4: the mean field against
                            Mate Eq. 21, mean_field.h5)
       potential.{png,pdf}  NHF on 2-D targets: the learned V with its extrema and the modes (potential.h5)
+      symmetry.{png,pdf}   an equivariant NHF (model.symmetry): the constraint E[{g, H}^2] on the batches,
+                           its moving average and at the evaluations against kappa, and the multiplier
+                           lambda, against step (metrics.jsonl)
 
   /usr/bin/python3 jobs/plot.py --table FILE.csv --metric M --key K [--out DIR] [--formats png,pdf]
       M-vs-K.{png,pdf}     a metric of a batch table (boltzflow evaluate --runs) against a swept
@@ -86,7 +89,8 @@ def plot_training(run, out, formats, written):
         return
     evals = [r for r in rows if "step" in r and "log_z" in r]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    plot_loss(axes[0], loss)
+    plot_loss(axes[0], loss, [(r["step"], r["loss"] - r["symmetry_penalty"]) for r in rows
+                              if r.get("loss") is not None and r.get("symmetry_penalty") is not None])
     # ESS and KL: the CNF's exact figures, or an NHF's phase-space and marginal ones.
     for ax, names, label in (
             (axes[1], ("reverse_ess", "phase_space_reverse_ess", "marginal_reverse_ess", "forward_ess"), "ESS"),
@@ -110,9 +114,12 @@ def plot_training(run, out, formats, written):
     save(fig, out, "training", formats, written)
 
 
-def plot_loss(ax, loss):
+def plot_loss(ax, loss, penalty=None):
     if loss:
-        ax.plot([s for s, _ in loss], [v for _, v in loss], lw=0.8)
+        ax.plot([s for s, _ in loss], [v for _, v in loss], lw=0.8, label="loss" if penalty else None)
+    if penalty:  # an equivariant NHF: the loss includes the constraint's penalty
+        ax.plot([s for s, _ in penalty], [v for _, v in penalty], lw=0.8, label="loss - symmetry penalty")
+        ax.legend(fontsize=7)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("loss")
@@ -134,6 +141,66 @@ def plot_score_training(run, loss, scores, out, formats, written):
     fig.suptitle(f"{run}: step {last['step']}, score error = {last['score_error']:.3g} ± "
                  f"{last.get('score_error_stderr') or float('nan'):.2g}", fontsize=9)
     save(fig, out, "training", formats, written)
+
+
+def config_value(run, section, key):
+    """A key of the run's config.ini ([section] key = value), or None."""
+    path, current = os.path.join(run, "config.ini"), None
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            line = line.split("#")[0].strip()
+            if line.startswith("[") and line.endswith("]"):
+                current = line[1:-1].strip()
+            elif current == section and "=" in line:
+                k, v = (t.strip() for t in line.split("=", 1))
+                if k == key:
+                    return v
+    return None
+
+
+def plot_symmetry(run, out, formats, written):
+    rows = read_metrics(run)
+    steps = [r for r in rows if "step" in r and any(k.startswith("symmetry_lambda") for k in r)]
+    if not steps:
+        return
+    gens = sorted(k[len("symmetry_lambda"):] for k in steps[0] if k.startswith("symmetry_lambda"))
+    evals = [r for r in rows if "step" in r and "samples" in r and r.get("symmetry_constraint") is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig.subplots_adjust(wspace=0.35)
+    ax = axes[0]
+    for g in gens:
+        tag = f" (generator {g[1:]})" if g else ""
+        pts = [(r["step"], r.get("symmetry_constraint" + g)) for r in steps]
+        ax.plot([s for s, _ in pts], [v for _, v in pts], lw=0.5, alpha=0.5, label="batch" + tag)
+        pts = [(r["step"], r.get("symmetry_constraint_ma" + g)) for r in steps]
+        ax.plot([s for s, _ in pts], [v for _, v in pts], lw=1.2, label="moving average" + tag)
+    if evals:
+        ax.errorbar([r["step"] for r in evals], [r["symmetry_constraint"] for r in evals],
+                    yerr=[r.get("symmetry_constraint_stderr") or 0.0 for r in evals], fmt="o", ms=4, capsize=2,
+                    c="k", label="at the target's samples (evaluations)")
+    kappa = config_value(run, "model", "symmetry_tolerance")
+    try:
+        ax.axhline(float(kappa), c="tab:red", ls="--", lw=1, label=f"kappa = {kappa}")
+    except (TypeError, ValueError):
+        pass
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("E[{g, H}^2]")
+    ax.set_title("symmetry constraint", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for g in gens:
+        ax.plot([r["step"] for r in steps], [r["symmetry_lambda" + g] for r in steps], lw=1,
+                label=f"generator {g[1:]}" if g else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("lambda (GECO multiplier)")
+    ax.set_title("multiplier", fontsize=9)
+    if gens != [""]:
+        ax.legend(fontsize=7)
+    save(fig, out, "symmetry", formats, written)
 
 
 def plot_samples(run, out, formats, written):
@@ -292,6 +359,7 @@ def main():
             plot_samples(a.run, out, formats, written)
             plot_histograms(a.run, out, formats, written)
             plot_potential(a.run, out, formats, written)
+            plot_symmetry(a.run, out, formats, written)
         for p in written:
             print(f"wrote {p}")
     except InputError as e:

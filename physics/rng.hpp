@@ -32,6 +32,7 @@ enum class Purpose : std::uint32_t {
   invariance_check = 15,  // symmetry: the prior's samples its invariance is checked at
   symmetry_momentum = 16, // symmetry constraint: the momenta p of the bracket {g, H}(q, p)
   symmetry_points = 17,   // symmetry constraint: its positions q, when drawn from the prior
+  symmetry_orbit = 18,    // symmetry constraint: the group element moving a start position along its orbit
   test = 100,           // tests
 };
 

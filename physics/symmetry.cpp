@@ -109,4 +109,82 @@ void require_invariant_prior(const Distribution& prior, const Generators& g) {
                                 "); use a rotation-invariant prior (base.kind = gauss, or gengauss with power 2)");
 }
 
+GroupAction::GroupAction(const Generators& g, int capacity) : dim_(g.dim), count_(g.count()) {
+  if (count_ == 0) return;
+  b_ = Matrix<double>("group_generators", static_cast<std::size_t>(count_) * dim_, dim_);
+  const auto hb = Kokkos::create_mirror_view(b_);
+  for (int k = 0; k < count_; ++k) {
+    double norm = 0;
+    for (int r = 0; r < dim_; ++r) {
+      double row = 0;
+      for (int c = 0; c < dim_; ++c) {
+        const double v = g.b[k][static_cast<std::size_t>(r) * dim_ + c];
+        hb(k * dim_ + r, c) = v;
+        row += std::fabs(v);
+      }
+      norm = std::fmax(norm, row);
+    }
+    norm_.push_back(norm);
+  }
+  Kokkos::deep_copy(b_, hb);
+  theta_ = Matrix<double>("group_angles", capacity, count_);
+  t_ = Matrix<double>("group_term_a", capacity, dim_);
+  u_ = Matrix<double>("group_term_b", capacity, dim_);
+}
+
+void GroupAction::apply(const ConstMatrix<double>& theta, const Matrix<double>& x) const {
+  const int n = static_cast<int>(x.extent(0)), D = dim_;
+  if (count_ == 0 || n == 0) return;
+  if (n > static_cast<int>(t_.extent(0)) || static_cast<int>(x.extent(1)) != D ||
+      static_cast<int>(theta.extent(0)) < n || static_cast<int>(theta.extent(1)) != count_)
+    throw std::logic_error("GroupAction::apply: shapes do not match the action");
+  const Matrix<double> B = b_, t = t_, u = u_;
+  for (int k = 0; k < count_; ++k) {
+    const double norm = norm_[k];
+    Kokkos::parallel_for(
+        "bf::group_action", Kokkos::RangePolicy<>(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          const double th = theta(i, k);
+          const int sub = 1 + static_cast<int>(kmath::fabs(th) * norm);
+          const double h = th / sub;
+          for (int s = 0; s < sub; ++s) {
+            // x ← Σ_m (hB)^m x / m!: the term alternates between t and u.
+            double big = 0;
+            for (int r = 0; r < D; ++r) {
+              t(i, r) = x(i, r);
+              big = kmath::fmax(big, kmath::fabs(x(i, r)));
+            }
+            for (int m = 1; m < 60; ++m) {
+              const Matrix<double>& from = (m & 1) ? t : u;
+              const Matrix<double>& to = (m & 1) ? u : t;
+              double small = 0;
+              for (int r = 0; r < D; ++r) {
+                double v = 0;
+                for (int c = 0; c < D; ++c) v += B(k * D + r, c) * from(i, c);
+                v *= h / m;
+                to(i, r) = v;
+                x(i, r) += v;
+                small = kmath::fmax(small, kmath::fabs(v));
+              }
+              if (!(small > 1e-17 * big)) break;
+            }
+          }
+        });
+  }
+}
+
+void GroupAction::apply_random(std::uint32_t seed, Purpose purpose, std::uint32_t step, std::uint64_t first,
+                               const Matrix<double>& x) const {
+  const int n = static_cast<int>(x.extent(0)), K = count_;
+  if (K == 0 || n == 0) return;
+  if (n > static_cast<int>(theta_.extent(0))) throw std::logic_error("GroupAction::apply_random: too many rows");
+  const Matrix<double> th = theta_;
+  Kokkos::parallel_for(
+      "bf::group_angles", Kokkos::RangePolicy<>(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const RngStream rng(seed, purpose, step, first + static_cast<std::uint64_t>(i));
+        for (int k = 0; k < K; ++k)
+          th(i, k) = kPi * (2.0 * rng.uniform(static_cast<std::uint32_t>(k >> 1), k & 1) - 1.0);
+      });
+  apply(th, x);
+}
+
 }  // namespace bf

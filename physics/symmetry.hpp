@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "physics/distribution.hpp"
+#include "physics/rng.hpp"
 
 namespace bf {
 
@@ -42,5 +43,35 @@ double invariance_violation(const Distribution& d, const Generators& g, const Co
 /// Throws std::invalid_argument if `prior` is not invariant under the generators, checked at
 /// 256 of its own samples (relative violation above 1e-9).
 void require_invariant_prior(const Distribution& prior, const Generators& g);
+
+/// The group's action on points: each row x of a matrix moves to
+///   exp(θ_K B_K) ⋯ exp(θ_1 B_1) x,
+/// the exponentials applied to the vector by their Taylor series in substeps h with
+/// |h| ‖B‖∞ ≤ 1 (each series summed until its term is below 1e-17 of the result), in
+/// double precision: a rotation, so |x| is kept. For a target invariant under the
+/// generators the moved points have the same density as the originals: the orbits of
+/// data are more samples of the target. With angles uniform on [−π, π) the moved point
+/// is uniform on the orbit when every generator has period 2π (so2, o2_lattice, any B
+/// whose eigenvalues are ±i times integers); for other generators it is still on the
+/// orbit, not uniform over it.
+class GroupAction {
+ public:
+  GroupAction() = default;
+  /// For batches of at most `capacity` rows.
+  GroupAction(const Generators& g, int capacity);
+  int count() const { return count_; }
+  /// Moves the rows of x (n <= capacity) by the angles theta (n x K).
+  void apply(const ConstMatrix<double>& theta, const Matrix<double>& x) const;
+  /// Moves the rows of x by angles uniform on [−π, π), those of row i drawn from
+  /// (seed, purpose, step, first + i): a row's move depends on its global index only.
+  void apply_random(std::uint32_t seed, Purpose purpose, std::uint32_t step, std::uint64_t first,
+                    const Matrix<double>& x) const;
+
+ private:
+  int dim_ = 0, count_ = 0;
+  Matrix<double> b_;          // K·D x D, the generators stacked
+  std::vector<double> norm_;  // ‖B_k‖∞ (the largest absolute row sum)
+  Matrix<double> theta_, t_, u_;  // scratch: the angles, two Taylor terms per row
+};
 
 }  // namespace bf

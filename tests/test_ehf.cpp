@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iomanip>
+#include <sstream>
 
 #include "flows/integrators/leapfrog.hpp"
 #include "flows/models/nhf.hpp"
@@ -218,6 +220,111 @@ TEST(Ehf, GeneratorsAreParsedAndCheckedAndNonInvariantPriorsRefused) {
   EXPECT_NO_THROW(require_invariant_prior(SoftUniform(2, 3.0), make_generators("none", 2)));
 }
 
+// The group's action against closed forms: rotations of pairs (o2_lattice), a generator
+// of large norm (many substeps), two generators applied in order; for a dense antisymmetric
+// generator the group law exp(aB) exp(bB) = exp((a + b)B), |x| kept, and d/dθ at 0 = B x.
+TEST(Ehf, GroupActionMatchesClosedFormsAndTheGroupLaw) {
+  TestRng r(17);
+  auto run = [](const Generators& g, const std::vector<double>& x, const std::vector<double>& theta) {
+    const int D = g.dim, K = g.count(), n = static_cast<int>(x.size()) / D;
+    Matrix<double> xd = test::device_mat<double>(x, n, D);
+    GroupAction(g, n).apply(ConstMatrix<double>(test::device_mat<double>(theta, n, K)), xd);
+    return to_host(xd);
+  };
+  const int n = 7;
+  {  // o2_lattice on 3 sites: each pair rotated by θ_i
+    std::vector<double> x(n * 6), th(n);
+    for (double& v : x) v = 2 * r.normal();
+    for (int i = 0; i < n; ++i) th[i] = -3.1 + 6.2 * i / (n - 1);
+    const auto y = run(make_generators("o2_lattice", 6), x, th);
+    for (int i = 0; i < n; ++i) {
+      const auto want = rotate_pairs(std::vector<double>(x.begin() + 6 * i, x.begin() + 6 * i + 6), th[i]);
+      for (int j = 0; j < 6; ++j) EXPECT_NEAR(y[6 * i + j], want[j], 1e-14 * 4) << i << " " << j;
+    }
+  }
+  const std::string dir = testing::TempDir();
+  {  // 7 J in the (0, 1) plane of R^3 (21 substeps at θ = 2.9), then J' in the (0, 2) plane
+    std::ofstream(dir + "bf_gen_act.txt") << "0 -7 0  7 0 0  0 0 0\n0 0 -1  0 0 0  1 0 0\n";
+    const Generators g = make_generators("matrix:" + dir + "bf_gen_act.txt", 3);
+    std::vector<double> x(n * 3), th(n * 2);
+    for (double& v : x) v = r.normal();
+    for (double& v : th) v = 2.9 * (2 * r.uniform() - 1);
+    const auto y = run(g, x, th);
+    for (int i = 0; i < n; ++i) {
+      const double a = 7 * th[2 * i], b = th[2 * i + 1];
+      const double u0 = std::cos(a) * x[3 * i] - std::sin(a) * x[3 * i + 1];
+      const double u1 = std::sin(a) * x[3 * i] + std::cos(a) * x[3 * i + 1];
+      const double want[3] = {std::cos(b) * u0 - std::sin(b) * x[3 * i + 2], u1,
+                              std::sin(b) * u0 + std::cos(b) * x[3 * i + 2]};
+      for (int j = 0; j < 3; ++j) EXPECT_NEAR(y[3 * i + j], want[j], 1e-13) << i << " " << j;
+    }
+  }
+  {  // a dense antisymmetric 5 x 5 generator (‖B‖∞ about 4)
+    const int D = 5;
+    std::ostringstream text;
+    text << std::setprecision(17);
+    std::vector<double> B(D * D, 0.0);
+    for (int a = 0; a < D; ++a)
+      for (int b = a + 1; b < D; ++b) B[a * D + b] = r.normal(), B[b * D + a] = -B[a * D + b];
+    for (double v : B) text << v << " ";
+    std::ofstream(dir + "bf_gen_dense.txt") << text.str();
+    const Generators g = make_generators("matrix:" + dir + "bf_gen_dense.txt", D);
+    ASSERT_EQ(g.b[0], B);
+    std::vector<double> x(n * D), a(n), b(n), ab(n);
+    for (double& v : x) v = r.normal();
+    for (int i = 0; i < n; ++i) a[i] = 3 * r.normal(), b[i] = 3 * r.normal(), ab[i] = a[i] + b[i];
+    const auto once = run(g, x, ab), twice = run(g, run(g, x, a), b);
+    for (int i = 0; i < n; ++i) {
+      double n0 = 0, n1 = 0;
+      for (int j = 0; j < D; ++j) {
+        EXPECT_NEAR(twice[D * i + j], once[D * i + j], 1e-12) << i << " " << j;
+        n0 += x[D * i + j] * x[D * i + j], n1 += once[D * i + j] * once[D * i + j];
+      }
+      EXPECT_NEAR(std::sqrt(n1), std::sqrt(n0), 1e-13 * std::sqrt(n0)) << i;
+    }
+    const double h = 1e-4;
+    const auto plus = run(g, x, std::vector<double>(n, h)), minus = run(g, x, std::vector<double>(n, -h));
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < D; ++j) {
+        double bx = 0;
+        for (int c = 0; c < D; ++c) bx += B[j * D + c] * x[D * i + c];
+        EXPECT_NEAR((plus[D * i + j] - minus[D * i + j]) / (2 * h), bx, 1e-6 * std::fmax(1.0, std::fabs(bx)));
+      }
+  }
+}
+
+// Random group elements: a row's angle depends on its global index only (two calls over
+// halves equal one over the whole), and is uniform: (1, 0) moved by so2 has angle moments
+// |mean e^{ikφ}| at the noise level.
+TEST(Ehf, RandomGroupElementsAreUniformAndKeyedByTheGlobalIndex) {
+  const Generators g = make_generators("so2", 2);
+  const int n = 4096;
+  std::vector<double> x(2 * n);
+  for (int i = 0; i < n; ++i) x[2 * i] = 1.0;
+  const GroupAction act(g, n);
+  Matrix<double> all = test::device_mat<double>(x, n, 2);
+  act.apply_random(5, Purpose::symmetry_orbit, 3, 1000, all);
+  Matrix<double> lo = test::device_mat<double>(std::vector<double>(x.begin(), x.begin() + 2 * 100), 100, 2);
+  Matrix<double> hi = test::device_mat<double>(std::vector<double>(x.begin() + 2 * 100, x.end()), n - 100, 2);
+  act.apply_random(5, Purpose::symmetry_orbit, 3, 1000, lo);
+  act.apply_random(5, Purpose::symmetry_orbit, 3, 1100, hi);
+  const auto ha = to_host(all), hl = to_host(lo), hh = to_host(hi);
+  for (int j = 0; j < 200; ++j) EXPECT_EQ(ha[j], hl[j]);
+  for (int j = 200; j < 2 * n; ++j) EXPECT_EQ(ha[j], hh[j - 200]);
+  for (int k = 1; k <= 4; ++k) {
+    double c = 0, s = 0;
+    for (int i = 0; i < n; ++i) {
+      const double phi = std::atan2(ha[2 * i + 1], ha[2 * i]);
+      c += std::cos(k * phi), s += std::sin(k * phi);
+    }
+    EXPECT_LT(std::hypot(c, s) / n, 4.0 / std::sqrt(n)) << "k = " << k;
+  }
+  // Another step moves the rows elsewhere.
+  Matrix<double> other = test::device_mat<double>(x, n, 2);
+  act.apply_random(5, Purpose::symmetry_orbit, 4, 1000, other);
+  EXPECT_GT(std::fabs(to_host(other)[1] - ha[1]), 1e-6);
+}
+
 namespace {
 
 struct Ehf {
@@ -227,7 +334,7 @@ struct Ehf {
 };
 
 Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool fixed, bool elbo, int max_batch = 6,
-             double rate = 0.05, bool prior_points = false) {
+             double rate = 0.05, SymmetryPoints points = SymmetryPoints::start) {
   Ehf s;
   s.target = std::move(target);
   const int D = s.target->dim();
@@ -242,7 +349,7 @@ Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool 
   spec.symmetry = make_generators(gen, D);
   spec.symmetry_tolerance = 0.01;
   spec.symmetry_rate = rate;
-  spec.symmetry_prior_points = prior_points;
+  spec.symmetry_points = points;
   s.flow = std::make_unique<NhfFlow<double>>(*s.target, GeneralizedGaussian::gaussian(D, 1.2), spec, max_batch, 9u);
   Vector<double> p("p", s.flow->layout().size());
   s.flow->initialize(p, 2u);
@@ -338,18 +445,23 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
                                             "0 0 -1 0  0 0 0 -1  1 0 0 0  0 1 0 0\n";
   struct Case {
     std::string target, gen;
-    bool fixed, elbo, prior_points = false;
+    bool fixed, elbo;
+    SymmetryPoints points = SymmetryPoints::start;
   };
+  const auto prior = SymmetryPoints::prior, orbit = SymmetryPoints::orbit;
   const Case cases[] = {{"ring", "so2", false, true},
                         {"ring", "so2", true, true},
-                        {"ring", "so2", false, true, true},
+                        {"ring", "so2", false, true, prior},
+                        {"ring", "so2", false, true, orbit},
                         {"ring", "so2", false, false},
                         {"o2-phi4", "o2_lattice", true, false},
-                        {"o2-phi4", "o2_lattice", false, false, true},
-                        {"o2-phi4-4", "matrix:" + dir + "bf_gen_two4.txt", false, false}};
+                        {"o2-phi4", "o2_lattice", false, false, prior},
+                        {"o2-phi4", "o2_lattice", false, false, orbit},
+                        {"o2-phi4-4", "matrix:" + dir + "bf_gen_two4.txt", false, false},
+                        {"o2-phi4-4", "matrix:" + dir + "bf_gen_two4.txt", true, false, orbit}};
   for (const auto& c : cases) {
     std::unique_ptr<Distribution> t = c.target == "ring" ? ring({2.0}, {0.5}) : o2phi4({c.target == "o2-phi4" ? 3 : 2});
-    Ehf s = make_ehf(std::move(t), c.gen, c.fixed, c.elbo, 6, 0.05, c.prior_points);
+    Ehf s = make_ehf(std::move(t), c.gen, c.fixed, c.elbo, 6, 0.05, c.points);
     const int K = s.flow->symmetry_generators();
     std::vector<double> st(2 * K + 1, 0.0);
     for (int k = 0; k < K; ++k) st[k] = 2.5 + k;
@@ -366,7 +478,7 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
     const auto g = to_host(grad);
     TestRng r(11);
     const std::string what = c.target + " " + c.gen + (c.fixed ? " fixed" : " mlp") + (c.elbo ? " elbo" : " reverse KL") +
-                             (c.prior_points ? " prior points" : "");
+                             " at " + symmetry_points_name(c.points);
     for (const auto& [fd, dot] : test::directional_checks(loss, s.params, g, r))
       EXPECT_LE(std::fabs(fd - dot), 1e-6 * std::fmax(1.0, std::fabs(dot))) << what << ": fd " << fd << " vs " << dot;
     // The penalty is really in the loss: with λ → 2λ the loss moves by the penalty Σ λ (c² − κ).
@@ -385,6 +497,34 @@ TEST(Ehf, PenaltyGradientMatchesFiniteDifferences) {
   }
 }
 
+// model.symmetry_points = orbit: the penalty's E[c²] is the bracket's at the batch's start
+// positions (here the prior's draws of reverse_kl, regenerated) moved by the group's random
+// elements of the same keys; and it differs from the bracket's at the unmoved positions.
+TEST(Ehf, OrbitPointsAreTheStartPositionsMovedByTheGroup) {
+  Ehf s = make_ehf(o2phi4({3}), "o2_lattice", false, false, 6, 0.05, SymmetryPoints::orbit);
+  const int D = 6, n = 6;
+  const BatchRef b = BatchRef::one_rank(5, 2, 10, n);
+  LocalCollective coll;
+  Vector<double> grad("grad", s.params.size());
+  s.flow->loss_and_grad(device(s.params), grad, b, coll);
+  double constraint = -1;
+  for (const auto& [name, v] : s.flow->step_figures())
+    if (name == "symmetry_constraint") constraint = v;
+  Matrix<double> z("z", n, D), c("c", n, 1);
+  GeneralizedGaussian::gaussian(D, 1.2)->sample(b.seed, Purpose::base_sample, 2, b.first, z);
+  auto mean_c2 = [&] {
+    s.flow->symmetry_bracket(device(s.params), ConstMatrix<double>(z), b.seed, b.step, b.first, c);
+    double m = 0;
+    for (double v : to_host(c)) m += v * v / n;
+    return m;
+  };
+  const double unmoved = mean_c2();
+  GroupAction(make_generators("o2_lattice", D), n).apply_random(b.seed, Purpose::symmetry_orbit, 2, b.first, z);
+  const double moved = mean_c2();
+  EXPECT_NEAR(constraint, moved, 1e-12 * std::fmax(1.0, moved));
+  EXPECT_GT(std::fabs(moved - unmoved), 1e-6 * moved);
+}
+
 // GECO: Ĉ = E[c²] − κ over the batch; C_ma starts at Ĉ, then 0.99 C_ma + 0.01 Ĉ; λ ← λ exp(η C_ma).
 TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
   Ehf s = make_ehf(ring({2.0}, {0.5}), "so2", false, true);
@@ -396,7 +536,7 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
     return std::nan("");
   };
   auto lambda = [&]() { return s.flow->state()[0]; };
-  EXPECT_EQ(s.flow->state(), (std::vector<double>{1.0, 0.0, 0.0}));
+  EXPECT_EQ(s.flow->state(), (std::vector<double>{1.0, 0.0, 0.0, 0.0, -1.0, 1.0, 0.0}));  // λ, C_ma, started, B
   s.flow->loss_and_grad(p, g, BatchRef::one_rank(5, 0, 0, 6), coll);
   const double c1 = constraint() - 0.01;
   s.flow->loss_and_grad(p, g, BatchRef::one_rank(5, 0, 0, 6), coll);  // a bare loss changes no state
@@ -420,6 +560,18 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
   t.flow->set_state(st);
   EXPECT_EQ(t.flow->state(), st);
   EXPECT_THROW(t.flow->set_state({1.0, 2.0}), std::invalid_argument);
+  t.flow->set_state({2.0, 0.5, 1.0});  // a checkpoint without the generators: nothing to check
+  EXPECT_EQ(t.flow->state()[0], 2.0);
+  // Other generators than the state's (a matrix file edited before a resume): refused, naming them.
+  std::ofstream(testing::TempDir() + "bf_gen_twice.txt") << "0 -2 2 0\n";
+  Ehf w = make_ehf(ring({2.0}, {0.5}), "matrix:" + testing::TempDir() + "bf_gen_twice.txt", false, true);
+  try {
+    w.flow->set_state(st);
+    ADD_FAILURE() << "other generators accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("differ from those the run was trained with by up to 1"), std::string::npos)
+        << e.what();
+  }
   // A large rate: the multiplier moves by at most e^{±0.1} per step.
   Ehf u = make_ehf(ring({2.0}, {0.5}), "so2", false, true, 6, 1e4);
   u.flow->loss_and_grad(p, g, BatchRef::one_rank(5, 0, 0, 6), coll);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # jobs/plot.py on short real runs: an NHF on gmm9 (training curves, samples over
-# the density, the learned potential), a score model (its loss and score error,
+# the density, the learned potential), an equivariant NHF on the ring (its
+# constraint and multiplier), a score model (its loss and score error,
 # the learned U), an affine flow on the φ⁴ ring (the mean
 # field against Eq. 21) and a batch table over two learning rates and two
 # seeds (a metric against the swept key). Every expected file is written, each
@@ -20,6 +21,9 @@ cd "$work"
   --model.leapfrog_steps 4 --train.dataset_size 500 --train.batch 64 --train.steps 60 --run.eval_every 20 \
   --eval.samples 500 --run.progress plain > nhf.log 2>&1 || fail "nhf training: $(tail -5 nhf.log)"
 grep -q "plots: $py $src/jobs/plot.py $work/nhf\|plots: $py $src/jobs/plot.py nhf" nhf.log || fail "no plot command: $(tail -3 nhf.log)"
+"$bin" train --out ehf --model.kind nhf --train.loss elbo --target.name ring --model.symmetry so2 --model.hidden 8 \
+  --model.leapfrog_steps 2 --train.dataset_size 64 --train.batch 32 --train.steps 60 --run.eval_every 30 \
+  --eval.samples 256 --eval.momentum_samples 4 --run.progress plain > ehf.log 2>&1 || fail "equivariant nhf: $(tail -5 ehf.log)"
 "$bin" train --out phi4 --model.kind affine --train.loss reverse_kl --target.name phi4 --train.steps 30 \
   --eval.samples 1000 --run.progress plain > phi4.log 2>&1 || fail "phi4 training"
 "$bin" train --out hsm --model.kind hsm --train.loss hsm --target.name gmm9 --model.hidden 16 --model.kernels 2 \
@@ -32,6 +36,8 @@ done; done
 "$bin" evaluate --runs 'sweep/*' --table table.csv > /dev/null 2>&1 || fail "batch table"
 $plot nhf > nhf-plot.log || fail "plot nhf: $(cat nhf-plot.log)"
 $plot phi4 > /dev/null || fail "plot phi4"
+$plot ehf > /dev/null || fail "plot an equivariant nhf"
+[ ! -e nhf/plots/symmetry.png ] || fail "an unconstrained nhf has no symmetry plot"
 $plot hsm > /dev/null || fail "plot hsm (a score model)"
 [ ! -e hsm/plots/samples.png ] || fail "a score model has no samples to plot"
 $plot --table table.csv --metric reverse_ess --key train.lr --out tableplots > /dev/null || fail "plot table"
@@ -40,7 +46,7 @@ import os, sys
 import matplotlib.image as mpimg
 w = sys.argv[1]
 want = ["nhf/plots/training", "nhf/plots/samples", "nhf/plots/potential", "phi4/plots/training",
-        "phi4/plots/mean_field", "tableplots/reverse_ess-vs-train.lr", "hsm/plots/training", "hsm/plots/potential"]
+        "phi4/plots/mean_field", "ehf/plots/symmetry", "ehf/plots/training", "tableplots/reverse_ess-vs-train.lr", "hsm/plots/training", "hsm/plots/potential"]
 for stem in want:
     png, pdf = os.path.join(w, stem + ".png"), os.path.join(w, stem + ".pdf")
     assert os.path.getsize(png) > 5000, f"{png} is tiny"

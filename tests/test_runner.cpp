@@ -188,7 +188,8 @@ TEST(Runner, HsmResumesExactlyAgreesAcrossRanksAndReportsItsScoreError) {
 
 // The equivariant NHF: its multipliers (model state) resume exactly and are the same on 1 and
 // 2 ranks (Ĉ reduced over the global batch); the evaluation's symmetry figures; a prior that is
-// not rotation invariant is refused before anything is written.
+// not rotation invariant is refused before anything is written; the constraint at the data's
+// orbits is rank invariant; a generator file edited before a resume is refused.
 TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantPrior) {
   const std::string d = test::temp_dir("ehf");
   const std::string ehf =
@@ -206,7 +207,7 @@ TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantP
   ASSERT_EQ(second.code, 0) << second.output;
   const TrainState a = load_state(d + "/full/checkpoint.h5"), b = load_state(d + "/split/checkpoint.h5");
   expect_same_state(a, b);
-  ASSERT_EQ(a.model_state.size(), 3u);  // λ, C_ma, started
+  ASSERT_EQ(a.model_state.size(), 7u);  // λ, C_ma, started, the generator's 2 x 2 entries
   EXPECT_EQ(a.model_state, b.model_state);
   EXPECT_NE(a.model_state[0], 1.0) << "the multiplier moved";
   auto one = run(boltzflow(1) + " train --out " + d + "/np1" + ehf);
@@ -253,6 +254,27 @@ TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantP
     EXPECT_NE(bad.output.find("is not invariant under the generators"), std::string::npos) << bad.output;
     EXPECT_FALSE(std::filesystem::exists(d + "/bad/checkpoint.h5"));
   }
+  // A generator from a file, the constraint at the data's orbits: 1 and 2 ranks agree (the group
+  // elements are keyed by the global sample index); a resume after the file was edited is refused
+  // (exit 2, named) and leaves the checkpoint as it was.
+  std::ofstream(d + "/gen.txt") << "0 -1\n1 0\n";
+  const std::string orbit = " --model.symmetry matrix:" + d + "/gen.txt --model.symmetry_points orbit";
+  auto o2 = run(boltzflow(2) + " train --out " + d + "/orbit2" + ehf + orbit);
+  ASSERT_EQ(o2.code, 0) << o2.output;
+  EXPECT_NE(o2.output.find("moved along its orbits"), std::string::npos) << o2.output;
+  auto o1 = run(boltzflow(1) + " train --out " + d + "/orbit1" + ehf + orbit);
+  ASSERT_EQ(o1.code, 0) << o1.output;
+  expect_losses_agree(d + "/orbit1", d + "/orbit2", 14);
+  EXPECT_NE(loss_rows(d + "/orbit1")[3].loss, loss_rows(d + "/full")[3].loss) << "orbit points change the penalty";
+  auto part = run(boltzflow(1) + " train --out " + d + "/edited" + ehf + orbit + " --run.stop_at 7");
+  ASSERT_EQ(part.code, 0) << part.output;
+  const std::string saved = test::read_file(d + "/edited/checkpoint.h5");
+  std::ofstream(d + "/gen.txt") << "0 -1.5\n1.5 0\n";
+  auto resumed = run(boltzflow(1) + " train --out " + d + "/edited" + ehf + orbit + " --resume");
+  EXPECT_EQ(resumed.code, 2) << resumed.output;
+  EXPECT_NE(resumed.output.find("differ from those the run was trained with by up to 0.5"), std::string::npos)
+      << resumed.output;
+  EXPECT_EQ(test::read_file(d + "/edited/checkpoint.h5"), saved);
   auto wrong = run(boltzflow(1) + " train --out " + d + "/bad2" + ehf + " --model.kind cnf --train.loss reverse_kl");
   EXPECT_EQ(wrong.code, 2) << wrong.output;
   EXPECT_NE(wrong.output.find("model.symmetry = so2 needs model.kind = nhf"), std::string::npos) << wrong.output;

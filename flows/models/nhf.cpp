@@ -24,6 +24,14 @@ Purpose momentum_purpose(Purpose p) { return static_cast<Purpose>(1000u + static
 
 }  // namespace
 
+const char* symmetry_points_name(SymmetryPoints p) {
+  switch (p) {
+    case SymmetryPoints::prior: return "the prior's draws";
+    case SymmetryPoints::orbit: return "the batch's start moved along its orbits";
+    default: return "the batch's start";
+  }
+}
+
 template <class T>
 detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distribution> pr, const NhfSpec& sp,
                             int max_b, std::uint32_t seed)
@@ -95,6 +103,7 @@ detail::NhfImpl<T>::NhfImpl(const Distribution& tgt, std::shared_ptr<const Distr
     Kokkos::deep_copy(gen, hg);
     for (Matrix<T>* mm : {&spm, &sgv, &sgk, &suq, &sup, &shu, &spq}) *mm = Matrix<T>("nhf_symmetry_rows", B, D);
     sc = Matrix<T>("nhf_bracket", B, ngen);
+    if (sp.symmetry_points == SymmetryPoints::orbit) orbit = GroupAction(sp.symmetry, B);
     lam = Vector<T>("nhf_lambda", ngen);
     lam_host = Kokkos::create_mirror_view(lam);
     lambda.assign(ngen, 1.0);
@@ -234,7 +243,7 @@ std::string NhfFlow<T>::description() const {
      << (sp.elbo ? "ELBO on " + std::to_string(sp.dataset_size) + " exact samples" : std::string("reverse KL"));
   if (!sp.symmetry.empty())
     os << ", symmetry " << sp.symmetry.name << " (" << sp.symmetry.count() << " generator(s), E[{g, H}^2] <= "
-       << sp.symmetry_tolerance << " at " << (sp.symmetry_prior_points ? "the prior's draws" : "the batch's start")
+       << sp.symmetry_tolerance << " at " << symmetry_points_name(sp.symmetry_points)
        << ", GECO rate " << sp.symmetry_rate << ")";
   return os.str();
 }
@@ -271,9 +280,16 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
     Kokkos::deep_copy(m.lam, hl);
     std::vector<double> cs(K, 0.0);
     Rows<const T> at = q;
-    if (m.spec.symmetry_prior_points) {
+    if (m.spec.symmetry_points != SymmetryPoints::start) {
       const Matrix<double> z = Kokkos::subview(m.zd, std::make_pair(0, n), Kokkos::ALL());
-      m.prior->sample(bref.seed, Purpose::symmetry_points, static_cast<std::uint32_t>(bref.step), bref.first, z);
+      if (m.spec.symmetry_points == SymmetryPoints::prior) {
+        m.prior->sample(bref.seed, Purpose::symmetry_points, static_cast<std::uint32_t>(bref.step), bref.first, z);
+      } else {
+        for_each_element("bf::nhf_orbit_from", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
+          z(i, j) = static_cast<double>(q(i, j));
+        });
+        m.orbit.apply_random(bref.seed, Purpose::symmetry_orbit, static_cast<std::uint32_t>(bref.step), bref.first, z);
+      }
       const Rows<T> pq = head_rows(m.spq, n);
       for_each_element("bf::nhf_symmetry_points", n, D, KOKKOS_LAMBDA(const std::int64_t i, const std::int64_t j) {
         pq(i, j) = static_cast<T>(z(i, j));
@@ -342,18 +358,32 @@ std::vector<double> NhfFlow<T>::state() const {
   std::vector<double> s = m.lambda;
   s.insert(s.end(), m.cma.begin(), m.cma.end());
   s.push_back(m.started ? 1.0 : 0.0);
+  // The generators themselves: a resumed run is checked against them (set_state).
+  for (const auto& b : m.spec.symmetry.b) s.insert(s.end(), b.begin(), b.end());
   return s;
 }
 
 template <class T>
 void NhfFlow<T>::set_state(const std::vector<double>& s) {
   detail::NhfImpl<T>& m = *m_;
-  const std::size_t K = static_cast<std::size_t>(m.ngen);
-  if (s.size() != (K == 0 ? 0 : 2 * K + 1))
+  const std::size_t K = static_cast<std::size_t>(m.ngen), D = static_cast<std::size_t>(m.dim);
+  const std::size_t head = K == 0 ? 0 : 2 * K + 1, full = K == 0 ? 0 : head + K * D * D;
+  // Checkpoints written before the generators were kept hold the head only (nothing to check).
+  if (s.size() != full && !(K > 0 && s.size() == head))
     throw std::invalid_argument("nhf: the optimiser state has " + std::to_string(s.size()) + " numbers, the model " +
-                                std::to_string(K == 0 ? 0 : 2 * K + 1) + " (symmetry constraint with " +
-                                std::to_string(K) + " generators)");
+                                std::to_string(full) + " (symmetry constraint with " + std::to_string(K) +
+                                " generators)");
   if (K == 0) return;
+  if (s.size() == full) {
+    double worst = 0;
+    for (std::size_t k = 0; k < K; ++k)
+      for (std::size_t j = 0; j < D * D; ++j)
+        worst = std::fmax(worst, std::fabs(s[head + k * D * D + j] - m.spec.symmetry.b[k][j]));
+    if (worst > 0)
+      throw std::invalid_argument("the symmetry generators (model.symmetry = " + m.spec.symmetry.name +
+                                  ") differ from those the run was trained with by up to " + fmt_num(worst) +
+                                  " (a matrix file edited since?); restore them or start a new run");
+  }
   m.lambda.assign(s.begin(), s.begin() + K);
   m.cma.assign(s.begin() + K, s.begin() + 2 * K);
   m.started = s[2 * K] != 0.0;

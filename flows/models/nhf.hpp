@@ -24,8 +24,9 @@
 // linear symmetry generators g_k = pᵀB_k q (physics/symmetry.hpp) the loss gains
 // the constraint penalty Σ_k λ_k (E[c_k²] − κ), c_k = {g_k, H} = (B_kᵀp)·∇K(p) −
 // (B_k q)·∇V(q), on the batch's own start positions (the data for elbo, the
-// prior's draws for reverse_kl), or on fresh draws of the prior (symmetry_prior_points),
-// with fresh momenta p ~ N(0, I). If every c_k and
+// prior's draws for reverse_kl), on fresh draws of the prior, or on the batch's start
+// positions each moved along its orbit by a random group element (SymmetryPoints), with
+// fresh momenta p ~ N(0, I). If every c_k and
 // {g_k, π0} vanish, the flow is equivariant and its density invariant (their
 // Lemma 1). θ-gradient: 2 λ_k c_k ∂c_k/∂θ, which is one HVP pass of each network
 // with u = Σ_k 2λ_k c_k B_kᵀp (K) and −Σ_k 2λ_k c_k B_k q (V) (the positions and
@@ -56,6 +57,10 @@
 
 namespace bf {
 
+/// Where the symmetry penalty's positions come from (NhfSpec::symmetry_points).
+enum class SymmetryPoints { start, prior, orbit };
+const char* symmetry_points_name(SymmetryPoints p);
+
 namespace detail {
 template <class T>
 struct NhfImpl;
@@ -82,9 +87,11 @@ struct NhfSpec {
   Generators symmetry;
   double symmetry_tolerance = 0;
   double symmetry_rate = 0;
-  // Where the penalty is evaluated: false, the batch's start positions (the data for elbo, the
-  // prior's draws for reverse_kl); true, fresh draws of the prior of their own.
-  bool symmetry_prior_points = false;
+  // Where the penalty is evaluated: the batch's start positions (the data for elbo, the
+  // prior's draws for reverse_kl), fresh draws of the prior of their own, or the start
+  // positions moved along their orbits by random group elements (GroupAction, angles
+  // uniform on [−π, π) per generator): for an invariant target, more of its samples.
+  SymmetryPoints symmetry_points = SymmetryPoints::start;
 };
 
 template <class T>

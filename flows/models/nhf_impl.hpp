@@ -36,6 +36,7 @@ struct NhfImpl {
   // the HVP directions and a scratch H u; c per sample and generator; λ on the device.
   int ngen = 0;
   Matrix<T> gen, spm, sgv, sgk, suq, sup, shu, sc, spq;
+  GroupAction orbit;  // SymmetryPoints::orbit: the group's action on the start positions
   Vector<T> lam;
   typename Vector<T>::HostMirror lam_host;
   std::vector<double> lambda, cma, pending;  // GECO state; pending: the last batch's Ĉ

@@ -92,7 +92,9 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
       s.symmetry = make_generators(m.symmetry, target.dim());
       s.symmetry_tolerance = m.symmetry_tolerance;
       s.symmetry_rate = m.symmetry_rate;
-      s.symmetry_prior_points = m.symmetry_points == "prior";
+      s.symmetry_points = m.symmetry_points == "prior"   ? SymmetryPoints::prior
+                          : m.symmetry_points == "orbit" ? SymmetryPoints::orbit
+                                                         : SymmetryPoints::start;
       return std::make_unique<NhfFlow<T>>(target, make_base(cfg.base, target.dim()), s, max_batch,
                                           static_cast<std::uint32_t>(cfg.run.seed));
     }

@@ -207,8 +207,10 @@ struct ModelSettings {
        "E[{g, H}^2] - kappa (at most a factor e^0.1 per step)", {}, 0, 1e6);
     v(&ModelSettings::symmetry_points, "model.symmetry_points", K::Choice, "start",
        "nhf symmetry: where the constraint's positions come from: the batch's start positions (start: the data "
-       "for elbo, the prior's draws for reverse_kl) or fresh draws of the prior (prior)",
-       {"start", "prior"});
+       "for elbo, the prior's draws for reverse_kl), fresh draws of the prior (prior), or the start positions each "
+       "moved along its orbit by a random group element (orbit: exp(theta B) with theta uniform on [-pi, pi) per "
+       "generator; for an invariant target these are more of its samples)",
+       {"start", "prior", "orbit"});
     v(&ModelSettings::precision, "model.precision", K::Choice, "float", "floating-point precision of parameters and networks",
        {"double", "float"});
   }
