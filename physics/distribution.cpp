@@ -1,6 +1,8 @@
 #include "physics/distribution.hpp"
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 
 namespace bf {
@@ -55,20 +57,34 @@ void Distribution::assign_modes(const ConstMatrix<double>& x, const Vector<int>&
       });
 }
 
+namespace {
+// The observables the default estimators cover, of `total`.
+std::vector<int> estimated(const Distribution& d, int total) {
+  std::vector<int> idx = d.estimated_observables();
+  if (idx.empty())
+    for (int c = 0; c < total; ++c) idx.push_back(c);
+  for (int c : idx)
+    if (c < 0 || c >= total) throw std::logic_error("estimated_observables: index out of range");
+  return idx;
+}
+}  // namespace
+
 Distribution::Estimators Distribution::estimators() const {
   Estimators e;
   const auto names = observable_names();
   const auto means = observable_means(), sds = observable_sds();
-  const std::size_t k = names.size();
-  for (const auto& n : names) e.primaries.push_back(n);
-  for (const auto& n : names) e.primaries.push_back(n + "^2");
-  for (std::size_t c = 0; c < k; ++c) {
+  const std::vector<int> idx = estimated(*this, static_cast<int>(names.size()));
+  const std::size_t k = idx.size();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int c : idx) e.primaries.push_back(names[c]);
+  for (int c : idx) e.primaries.push_back(names[c] + "^2");
+  for (int c : idx) {
     e.figures.push_back("mean " + names[c]);
-    e.exact.push_back(c < means.size() ? means[c] : std::numeric_limits<double>::quiet_NaN());
+    e.exact.push_back(static_cast<std::size_t>(c) < means.size() ? means[c] : nan);
   }
-  for (std::size_t c = 0; c < k; ++c) {
+  for (int c : idx) {
     e.figures.push_back("sd " + names[c]);
-    e.exact.push_back(c < sds.size() ? sds[c] : std::numeric_limits<double>::quiet_NaN());
+    e.exact.push_back(static_cast<std::size_t>(c) < sds.size() ? sds[c] : nan);
   }
   e.derive = [k](const std::vector<double>& m) {
     std::vector<double> f(2 * k);
@@ -82,16 +98,23 @@ Distribution::Estimators Distribution::estimators() const {
 }
 
 void Distribution::estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const {
-  const int k = static_cast<int>(observable_names().size());
-  if (k == 0) return;
+  const int total = static_cast<int>(observable_names().size());
+  if (total == 0) return;
+  const std::vector<int> idx = estimated(*this, total);
+  const int k = static_cast<int>(idx.size());
   const std::int64_t n = static_cast<std::int64_t>(x.extent(0));
-  Matrix<double> o("estimator_observables", n, k);
+  Matrix<double> o("estimator_observables", n, total);
   observables(x, o);
+  Kokkos::View<int*> which("estimator_columns", k);
+  const auto hw = Kokkos::create_mirror_view(which);
+  for (int c = 0; c < k; ++c) hw(c) = idx[c];
+  Kokkos::deep_copy(which, hw);
   Kokkos::parallel_for(
       "bf::estimator_moments", Policy(0, n), KOKKOS_LAMBDA(const std::int64_t i) {
         for (int c = 0; c < k; ++c) {
-          a(i, c) = o(i, c);
-          a(i, k + c) = o(i, c) * o(i, c);
+          const double v = o(i, which(c));
+          a(i, c) = v;
+          a(i, k + c) = v * v;
         }
       });
 }

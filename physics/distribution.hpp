@@ -87,8 +87,11 @@ class Distribution {
     std::function<std::vector<double>(const std::vector<double>&)> derive;
     bool empty() const { return figures.empty(); }
   };
-  /// Default: the mean and standard deviation of every observable (primaries o and o²).
+  /// Default: the mean and standard deviation of each observable that estimated_observables()
+  /// names (primaries o and o²).
   virtual Estimators estimators() const;
+  /// The observables (indices) the default estimators cover; empty: all of them.
+  virtual std::vector<int> estimated_observables() const { return {}; }
   /// a(i, j) = primary j of sample i (a: n x estimators().primaries.size()).
   virtual void estimator_primaries(const ConstMatrix<double>& x, const Matrix<double>& a) const;
 

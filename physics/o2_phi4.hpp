@@ -70,6 +70,9 @@ class O2Phi4 : public KernelDistribution<O2Phi4Kernel> {
   int dim() const override { return static_cast<int>(2 * kernel_.lattice.volume); }
   void assign_modes(const ConstMatrix<double>& x, const Vector<int>& mode) const override;
   std::vector<std::string> observable_names() const override;
+  /// The estimators' table: the first two observables (its mean and sd); the angle's harmonics
+  /// are reported as the angular moments.
+  std::vector<int> estimated_observables() const override { return {0, 1}; }
   void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
   /// |M| unknown (NaN); the angle's moments those of the uniform.
   std::vector<double> observable_means() const override;

@@ -89,6 +89,9 @@ class RingMixture : public SampleableKernelDistribution<RingKernel> {
   double log_z() const override { return log_z_; }
 
   std::vector<std::string> observable_names() const override;
+  /// The estimators' table: the first two observables (its mean and sd); the angle's harmonics
+  /// are reported as the angular moments.
+  std::vector<int> estimated_observables() const override { return {0, 1}; }
   void observables(const ConstMatrix<double>& x, const Matrix<double>& o) const override;
   std::vector<double> observable_means() const override { return means_; }
   std::vector<double> observable_sds() const override { return sds_; }

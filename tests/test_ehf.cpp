@@ -122,6 +122,26 @@ TEST(Ehf, RingSamplerMatchesTheDensity) {
   for (int k = 1; k <= 4; ++k) EXPECT_LT(std::hypot(c[k], s[k]) / n, 5 / std::sqrt(n)) << "k = " << k;
 }
 
+// The estimators' table of the rings covers the radius and the angle (the harmonics are the
+// angular moments): primaries o, o² of those two observables, exact values from the target.
+TEST(Ehf, RingEstimatorsCoverTheRadiusAndTheAngle) {
+  const auto d = ring({2.0}, {0.5});
+  const Distribution::Estimators e = d->estimators();
+  EXPECT_EQ(e.figures, (std::vector<std::string>{"mean radius", "mean angle", "sd radius", "sd angle"}));
+  EXPECT_EQ(e.primaries, (std::vector<std::string>{"radius", "angle", "radius^2", "angle^2"}));
+  EXPECT_NEAR(e.exact[1], 0.0, 1e-12);
+  EXPECT_NEAR(e.exact[3], kPi / std::sqrt(3.0), 1e-12);
+  const std::vector<double> pts{0.0, 3.0, -1.0, -1.0};
+  Matrix<double> a("a", 2, 4);
+  d->estimator_primaries(ConstMatrix<double>(test::device_mat<double>(pts, 2, 2)), a);
+  const auto h = to_host(a);
+  EXPECT_NEAR(h[0], 3.0, 1e-14);
+  EXPECT_NEAR(h[1], kPi / 2, 1e-14);
+  EXPECT_NEAR(h[2], 9.0, 1e-13);
+  EXPECT_NEAR(h[4 + 1], -3 * kPi / 4, 1e-14);
+  EXPECT_NEAR(h[4 + 3], 9 * kPi * kPi / 16, 1e-13);
+}
+
 TEST(Ehf, TargetGradientsMatchFiniteDifferences) {
   std::vector<std::unique_ptr<Distribution>> ds;
   ds.push_back(ring({2.0}, {0.5}));
