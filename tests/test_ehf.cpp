@@ -354,7 +354,7 @@ struct Ehf {
 };
 
 Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool fixed, bool elbo, int max_batch = 6,
-             double rate = 0.05, SymmetryPoints points = SymmetryPoints::start) {
+             double rate = 0.05, SymmetryPoints points = SymmetryPoints::start, std::int64_t warmup = 0) {
   Ehf s;
   s.target = std::move(target);
   const int D = s.target->dim();
@@ -370,6 +370,7 @@ Ehf make_ehf(std::unique_ptr<Distribution> target, const std::string& gen, bool 
   spec.symmetry_tolerance = 0.01;
   spec.symmetry_rate = rate;
   spec.symmetry_points = points;
+  spec.symmetry_warmup = warmup;
   s.flow = std::make_unique<NhfFlow<double>>(*s.target, GeneralizedGaussian::gaussian(D, 1.2), spec, max_batch, 9u);
   Vector<double> p("p", s.flow->layout().size());
   s.flow->initialize(p, 2u);
@@ -597,6 +598,15 @@ TEST(Ehf, GecoUpdateFollowsItsRuleAndTheStateRoundTrips) {
   u.flow->loss_and_grad(p, g, BatchRef::one_rank(5, 0, 0, 6), coll);
   u.flow->end_step();
   EXPECT_DOUBLE_EQ(u.flow->state()[0], std::exp(c1 > 0 ? 0.1 : -0.1));
+  // A warm-up of 2 steps: the moving average runs from step 0, λ moves from step 2 on.
+  Ehf v = make_ehf(ring({2.0}, {0.5}), "so2", false, true, 6, 0.05, SymmetryPoints::start, 2);
+  for (int step = 0; step < 3; ++step) {
+    v.flow->loss_and_grad(p, g, BatchRef::one_rank(5, step, 0, 6), coll);
+    v.flow->end_step();
+    const double st_ma = v.flow->state()[1], lam = v.flow->state()[0];
+    EXPECT_DOUBLE_EQ(st_ma, step == 0 ? c1 : step == 1 ? ma : st_ma);
+    EXPECT_DOUBLE_EQ(lam, step < 2 ? 1.0 : std::exp(0.05 * st_ma)) << "step " << step;
+  }
 }
 
 namespace {

@@ -244,7 +244,9 @@ std::string NhfFlow<T>::description() const {
   if (!sp.symmetry.empty())
     os << ", symmetry " << sp.symmetry.name << " (" << sp.symmetry.count() << " generator(s), E[{g, H}^2] <= "
        << sp.symmetry_tolerance << " at " << symmetry_points_name(sp.symmetry_points)
-       << ", GECO rate " << sp.symmetry_rate << ")";
+       << ", GECO rate " << sp.symmetry_rate
+       << (sp.symmetry_warmup > 0 ? ", multipliers from step " + std::to_string(sp.symmetry_warmup) : std::string())
+       << ")";
   return os.str();
 }
 
@@ -302,6 +304,7 @@ double NhfFlow<T>::loss_and_grad(const Vector<T>& params, const Vector<T>& grad,
     coll.sum(cs.data(), K);
     for (int k = 0; k < K; ++k) m.pending[k] = cs[k] / static_cast<double>(bref.global) - kappa;
     m.has_pending = true;
+    m.pending_step = bref.step;
   }
   standard_normals<T>(bref.seed, Purpose::momentum, bref.step, bref.first, n, D, m.eps);
   m.encode(params, n, q, mu, sig);
@@ -398,6 +401,7 @@ void NhfFlow<T>::end_step() {
     m.cma[k] = m.started ? 0.99 * m.cma[k] + 0.01 * m.pending[k] : m.pending[k];
     // At most a factor e^{±0.1} per step: a large early violation (random networks give c² of
     // tens on a lattice) would otherwise drive λ to its bound in a step or two.
+    if (m.pending_step < m.spec.symmetry_warmup) continue;
     const double step = std::fmin(0.1, std::fmax(-0.1, m.spec.symmetry_rate * m.cma[k]));
     m.lambda[k] = std::fmin(1e6, std::fmax(1e-6, m.lambda[k] * std::exp(step)));
   }

@@ -87,6 +87,9 @@ struct NhfSpec {
   Generators symmetry;
   double symmetry_tolerance = 0;
   double symmetry_rate = 0;
+  // GECO's multipliers stay at their value before this training step (the moving average runs):
+  // it forgets the random networks' first violations before λ follows it.
+  std::int64_t symmetry_warmup = 0;
   // Where the penalty is evaluated: the batch's start positions (the data for elbo, the
   // prior's draws for reverse_kl), fresh draws of the prior of their own, or the start
   // positions moved along their orbits by random group elements (GroupAction, angles

@@ -41,6 +41,7 @@ struct NhfImpl {
   typename Vector<T>::HostMirror lam_host;
   std::vector<double> lambda, cma, pending;  // GECO state; pending: the last batch's Ĉ
   bool started = false, has_pending = false;
+  std::int64_t pending_step = 0;  // the training step of `pending`
 
   /// c(i, k) = {g_k, H}(q_i, p_i) into sc for n rows of q with the momenta in spm; with
   /// grad non-empty also adds Σ_i Σ_k 2 λ_k c_ik ∂c_ik/∂θ (λ from lam). csum[k] += Σ_i c_ik².

@@ -92,6 +92,7 @@ std::unique_ptr<Model<T>> make_model(const Settings& cfg, const Distribution& ta
       s.symmetry = make_generators(m.symmetry, target.dim());
       s.symmetry_tolerance = m.symmetry_tolerance;
       s.symmetry_rate = m.symmetry_rate;
+      s.symmetry_warmup = m.symmetry_warmup;
       s.symmetry_points = m.symmetry_points == "prior"   ? SymmetryPoints::prior
                           : m.symmetry_points == "orbit" ? SymmetryPoints::orbit
                                                          : SymmetryPoints::start;

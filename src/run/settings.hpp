@@ -143,6 +143,7 @@ struct ModelSettings {
   std::string symmetry{};
   double symmetry_tolerance{};
   double symmetry_rate{};
+  long long symmetry_warmup{};
   std::string symmetry_points{};
   std::string precision{};
 
@@ -205,6 +206,9 @@ struct ModelSettings {
     v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "0.05",
        "nhf symmetry: eta of the GECO multiplier update lambda <- lambda exp(eta C_ma), C_ma the moving average of "
        "E[{g, H}^2] - kappa (at most a factor e^0.1 per step)", {}, 0, 1e6);
+    v(&ModelSettings::symmetry_warmup, "model.symmetry_warmup", K::Int, "0",
+       "nhf symmetry: the multipliers lambda stay at 1 for the training steps before this one (the moving average "
+       "C_ma runs), so that it forgets the first steps' large violations before lambda follows it", {}, 0, 1e15);
     v(&ModelSettings::symmetry_points, "model.symmetry_points", K::Choice, "start",
        "nhf symmetry: where the constraint's positions come from: the batch's start positions (start: the data "
        "for elbo, the prior's draws for reverse_kl), fresh draws of the prior (prior), or the start positions each "
