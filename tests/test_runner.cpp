@@ -194,7 +194,7 @@ TEST(Runner, SymmetricNhfResumesExactlyAgreesAcrossRanksAndRefusesANonInvariantP
   const std::string d = test::temp_dir("ehf");
   const std::string ehf =
       " --model.kind nhf --train.loss elbo --target.name ring --base.kind gauss --model.symmetry so2"
-      " --model.symmetry_tolerance 1e-4 --model.symmetry_rate 5 --model.hidden 8 --model.activation softplus"
+      " --model.symmetry_tolerance 1e-4 --model.symmetry_rate 5 --model.symmetry_warmup 0 --model.hidden 8 --model.activation softplus"
       " --model.leapfrog_steps 2 --model.precision double --train.dataset_size 100 --train.batch 24 --train.steps 14"
       " --train.lr 0.01 --run.log_every 1 --run.checkpoint_every 5 --eval.samples 300 --eval.momentum_samples 8";
   auto full = run(boltzflow(2) + " train --out " + d + "/full" + ehf);

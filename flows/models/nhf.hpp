@@ -33,7 +33,8 @@
 // momenta carry no gradient). λ by the GECO update (Rezende & Viola 2018):
 //   Ĉ_k = E_batch[c_k²] − κ (over the global batch), C_ma ← 0.99 C_ma + 0.01 Ĉ
 //   (C_ma starts at the first Ĉ), λ_k ← λ_k exp(η C_ma) with |η C_ma| ≤ 0.1 per step,
-//   λ_k ∈ [1e−6, 1e6], λ₀ = 1.
+//   λ_k ∈ [1e−6, 1e6], λ₀ = 1; λ held at λ₀ before training step symmetry_warmup (ours: C_ma
+//   starts at the random networks' violation and would drive λ far past what is needed).
 // The seed's equation is garbled at this point; this form is a reconstruction.
 // GECO's loss λ(Ĉ + stopgrad(C_ma − Ĉ)) has the gradient used here; the loss
 // reported is −ELBO (or the reverse KL) + Σ λ_k Ĉ_k, whose gradient it is (metrics.jsonl

@@ -203,10 +203,10 @@ struct ModelSettings {
        "whitespace-separated; g = p^T B q). The prior must be invariant (base.kind = gauss, or gengauss with power 2)");
     v(&ModelSettings::symmetry_tolerance, "model.symmetry_tolerance", K::Real, "0.01",
        "nhf symmetry: kappa, the constraint E[{g, H}^2] <= kappa", {}, 0, 1e300);
-    v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "0.05",
+    v(&ModelSettings::symmetry_rate, "model.symmetry_rate", K::Real, "1",
        "nhf symmetry: eta of the GECO multiplier update lambda <- lambda exp(eta C_ma), C_ma the moving average of "
        "E[{g, H}^2] - kappa (at most a factor e^0.1 per step)", {}, 0, 1e6);
-    v(&ModelSettings::symmetry_warmup, "model.symmetry_warmup", K::Int, "0",
+    v(&ModelSettings::symmetry_warmup, "model.symmetry_warmup", K::Int, "1000",
        "nhf symmetry: the multipliers lambda stay at 1 for the training steps before this one (the moving average "
        "C_ma runs), so that it forgets the first steps' large violations before lambda follows it", {}, 0, 1e15);
     v(&ModelSettings::symmetry_points, "model.symmetry_points", K::Choice, "start",
