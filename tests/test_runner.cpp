@@ -42,6 +42,17 @@ test::Result train(int ranks, const std::string& dir, const std::string& args) {
   return run(boltzflow(ranks) + " train --out " + dir + kSmall + " " + args);
 }
 
+/// The exit status a background shell writes with `echo $? > path`: waits (up to 30 s) for the
+/// whole line, since the shell creates the file before it writes the number; −1 if none came.
+int wait_for_exit_status(const std::string& path) {
+  for (int i = 0; i < 600; ++i) {
+    const std::string line = file_exists(path) ? test::read_file(path) : std::string();
+    if (line.find('\n') != std::string::npos) return std::stoi(line);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
 struct Row {
   long long step;
   double loss;
@@ -317,9 +328,7 @@ TEST(Runner, SigtermCheckpointsAndResumesIdentically) {
   ASSERT_TRUE(started) << test::read_file(d + "/log.txt");
   // Signal the ranks themselves, as SLURM does.
   run("pkill -TERM -f '^" + std::string(BOLTZFLOW_BINARY) + " train --out " + d + "/run'");
-  for (int i = 0; i < 600 && !file_exists(d + "/exit_code"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(file_exists(d + "/exit_code"));
-  EXPECT_EQ(std::stoi(test::read_file(d + "/exit_code")), 3) << test::read_file(d + "/log.txt");
+  EXPECT_EQ(wait_for_exit_status(d + "/exit_code"), 3) << test::read_file(d + "/log.txt");
   const TrainState stopped = load_state(d + "/run/checkpoint.h5");
   EXPECT_GT(stopped.step, 0);
   EXPECT_LT(stopped.step, 2500) << "the signal arrived mid-training";
@@ -490,9 +499,7 @@ TEST(Runner, OneRunPerDirectoryAndNoStaleLock) {
   EXPECT_NE(second.output.find("in use by another boltzflow process"), std::string::npos) << second.output;
   EXPECT_EQ(test::read_file(d + "/two/config.ini"), first_config) << "the second run wrote nothing";
   run("pkill -KILL -f '^" + std::string(BOLTZFLOW_BINARY) + " train --out " + d + "/two'");
-  for (int i = 0; i < 600 && !file_exists(d + "/exit_code"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(file_exists(d + "/exit_code"));
-  EXPECT_EQ(std::stoi(test::read_file(d + "/exit_code")), 137) << test::read_file(d + "/log.txt");
+  EXPECT_EQ(wait_for_exit_status(d + "/exit_code"), 137) << test::read_file(d + "/log.txt");
   RunLock after(d + "/two");
   EXPECT_TRUE(after.held()) << "a SIGKILLed holder leaves no lock behind";
 }
